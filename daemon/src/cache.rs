@@ -1,0 +1,248 @@
+//! The write-through session cache: sharded, bounded by a memory budget.
+//!
+//! Invariants:
+//! - Only committed records enter the cache: the writer publishes after its
+//!   commit returns, and readers fill it with what a read transaction saw.
+//! - A reader's fill never overwrites what the writer published later. Each
+//!   shard has an epoch that every publish bumps; a reader notes the epoch
+//!   before its read transaction and its fill is dropped if the epoch moved.
+//!   Without this, a reader holding a pre-delete snapshot could put a
+//!   deleted session back into the cache.
+//! - Every entry is clean (identical to redb), so eviction never loses data.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use sessiond_protocol::SessionKey;
+
+use crate::record::Record;
+
+const SHARDS: usize = 64;
+
+/// Session keys are 256 bits from the CSPRNG, and clients cannot choose
+/// which keys exist, so their leading bytes are already a good hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+type KeyMap<V> = HashMap<SessionKey, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Debug)]
+struct Entry {
+    record: Arc<Record>,
+    /// Set on every hit, cleared by an eviction pass (CLOCK-style second chance).
+    referenced: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: KeyMap<Entry>,
+    bytes: usize,
+    epoch: u64,
+}
+
+#[derive(Debug)]
+pub struct Cache {
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Proof of the shard epoch seen before a store read; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct FillTicket(u64);
+
+impl Cache {
+    pub fn new(budget_bytes: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_budget: budget_bytes / SHARDS,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &SessionKey) -> &Mutex<Shard> {
+        &self.shards[usize::from(key.as_bytes()[8]) % SHARDS]
+    }
+
+    /// Looks `key` up; on a miss returns the ticket for a later [`Cache::fill`].
+    pub fn get(&self, key: &SessionKey) -> Result<Arc<Record>, FillTicket> {
+        let mut shard = self.shard(key).lock();
+        match shard.map.get_mut(key) {
+            Some(entry) => {
+                entry.referenced = true;
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(entry.record.clone())
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Err(FillTicket(shard.epoch))
+            }
+        }
+    }
+
+    /// Inserts a record read from the store, unless the writer published to
+    /// this shard since the ticket was taken.
+    pub fn fill(&self, key: SessionKey, record: Arc<Record>, ticket: FillTicket) {
+        let mut shard = self.shard(&key).lock();
+        if shard.epoch != ticket.0 || shard.map.contains_key(&key) {
+            return;
+        }
+        shard.bytes += record.memory_bytes();
+        shard.map.insert(
+            key,
+            Entry {
+                record,
+                referenced: false,
+            },
+        );
+        self.evict_over_budget(&mut shard);
+    }
+
+    /// Publishes the committed state of `key`: the new record, or `None` if
+    /// it was deleted. Called by the writer only, after the commit.
+    pub fn publish(&self, key: SessionKey, record: Option<Arc<Record>>) {
+        let mut shard = self.shard(&key).lock();
+        shard.epoch += 1;
+        if let Some(old) = shard.map.remove(&key) {
+            shard.bytes -= old.record.memory_bytes();
+        }
+        if let Some(record) = record {
+            shard.bytes += record.memory_bytes();
+            shard.map.insert(
+                key,
+                Entry {
+                    record,
+                    referenced: true,
+                },
+            );
+            self.evict_over_budget(&mut shard);
+        }
+    }
+
+    fn evict_over_budget(&self, shard: &mut Shard) {
+        if shard.bytes <= self.shard_budget {
+            return;
+        }
+        // Evict down to 7/8 of the budget so passes are amortised; entries
+        // hit since the last pass get a second chance.
+        let target = self.shard_budget / 8 * 7;
+        for _pass in 0..2 {
+            let mut bytes = shard.bytes;
+            shard.map.retain(|_, entry| {
+                if bytes <= target {
+                    return true;
+                }
+                if std::mem::take(&mut entry.referenced) {
+                    return true;
+                }
+                bytes -= entry.record.memory_bytes();
+                false
+            });
+            shard.bytes = bytes;
+            if bytes <= target {
+                break;
+            }
+        }
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessiond_protocol::{Expiry, Field};
+
+    fn key(n: u8) -> SessionKey {
+        SessionKey::from_bytes([n; 32])
+    }
+
+    fn record(size: usize) -> Arc<Record> {
+        let fields = vec![Field {
+            name: "f".into(),
+            value: vec![0; size],
+        }];
+        Arc::new(Record::new(0, Expiry::Default, fields, 60))
+    }
+
+    #[test]
+    fn a_fill_after_a_publish_is_dropped() {
+        let cache = Cache::new(1 << 20);
+        let Err(ticket) = cache.get(&key(1)) else {
+            panic!("empty cache hit")
+        };
+        // The writer deletes the session after the reader's snapshot...
+        cache.publish(key(1), None);
+        // ...so the reader's stale copy must not enter the cache.
+        cache.fill(key(1), record(10), ticket);
+        assert!(cache.get(&key(1)).is_err());
+    }
+
+    #[test]
+    fn a_fill_with_a_current_ticket_is_kept() {
+        let cache = Cache::new(1 << 20);
+        let Err(ticket) = cache.get(&key(2)) else {
+            panic!()
+        };
+        cache.fill(key(2), record(10), ticket);
+        assert!(cache.get(&key(2)).is_ok());
+    }
+
+    #[test]
+    fn publish_replaces_and_removes() {
+        let cache = Cache::new(1 << 20);
+        cache.publish(key(3), Some(record(1)));
+        cache.publish(key(3), Some(record(2)));
+        assert_eq!(cache.get(&key(3)).unwrap().data_bytes(), 3);
+        cache.publish(key(3), None);
+        assert!(cache.get(&key(3)).is_err());
+        assert_eq!(cache.memory_bytes(), 0);
+    }
+
+    #[test]
+    fn memory_stays_within_budget() {
+        let budget = 64 * 4096;
+        let cache = Cache::new(budget);
+        for i in 0..10_000u32 {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&i.to_le_bytes());
+            bytes[8] = (i % 251) as u8;
+            cache.publish(SessionKey::from_bytes(bytes), Some(record(100)));
+        }
+        assert!(
+            cache.memory_bytes() <= budget,
+            "{} > {budget}",
+            cache.memory_bytes()
+        );
+        assert!(cache.memory_bytes() > budget / 2);
+    }
+}

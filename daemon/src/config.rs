@@ -1,0 +1,267 @@
+//! Configuration: the embedded defaults, overridden by a TOML file and then
+//! by the command line. Unknown keys are rejected, naming the key, so a typo
+//! never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Django's SESSION_COOKIE_AGE: two weeks.
+pub const DEFAULT_IDLE_SECS: u32 = 1_209_600;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Holds the database file and, unless `socket` is set, the socket.
+    pub data_dir: PathBuf,
+    /// The Unix socket path; defaults to `<data_dir>/sessiond.sock`.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file, as an octal string.
+    pub socket_mode: String,
+    /// Network event-loop threads; 0 means one per core.
+    pub threads: usize,
+    /// Memory budget of the session cache, in bytes.
+    pub cache_bytes: usize,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    pub log: String,
+    pub durability: DurabilityConfig,
+    pub limits: Limits,
+    pub expiry: ExpiryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("sessiond-data"),
+            socket: None,
+            socket_mode: "0660".into(),
+            threads: 0,
+            cache_bytes: 256 << 20,
+            log: "info".into(),
+            durability: DurabilityConfig::default(),
+            limits: Limits::default(),
+            expiry: ExpiryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Acknowledge a write only after its commit is on disk (fsync).
+    Strict,
+    /// Acknowledge after a non-durable commit; commit durably at least every
+    /// `flush_interval_ms`. A crash loses at most that window, and never
+    /// corrupts the database.
+    Relaxed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurabilityConfig {
+    pub mode: DurabilityMode,
+    pub flush_interval_ms: u64,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            mode: DurabilityMode::Strict,
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame body accepted, in bytes.
+    pub max_frame: u32,
+    /// Largest session (sum of field names and values), in bytes.
+    pub max_session_bytes: u32,
+    pub max_fields: u32,
+    pub max_field_name: u32,
+    pub max_connections: usize,
+    /// Requests a connection may have waiting on the writer before the
+    /// daemon stops reading from it.
+    pub max_inflight: u32,
+    /// Most mutations committed in one write transaction.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 1 << 20,
+            max_session_bytes: 512 << 10,
+            max_fields: 1024,
+            max_field_name: 256,
+            max_connections: 1024,
+            max_inflight: 256,
+            max_batch: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// Idle age of a session created with the default policy, in seconds.
+    pub default_idle_secs: u32,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self {
+            default_idle_secs: DEFAULT_IDLE_SECS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_mode()?;
+        let l = &self.limits;
+        if l.max_frame == 0 || l.max_frame > sessiond_protocol::MAX_BODY_HARD_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_frame must be 1..={}",
+                sessiond_protocol::MAX_BODY_HARD_LIMIT
+            )));
+        }
+        if l.max_session_bytes >= l.max_frame {
+            return Err(ConfigError::Invalid(
+                "limits.max_session_bytes must be below limits.max_frame".into(),
+            ));
+        }
+        if l.max_inflight == 0 || l.max_batch == 0 || l.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_inflight, max_batch and max_connections must be positive".into(),
+            ));
+        }
+        if self.expiry.default_idle_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "expiry.default_idle_secs must be positive".into(),
+            ));
+        }
+        if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "durability.flush_interval_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("sessiond.sock"))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("sessions.redb")
+    }
+
+    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
+        let digits = self.socket_mode.trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o777 => Ok(mode),
+            _ => Err(ConfigError::Invalid(format!(
+                "socket_mode {:?} is not an octal mode",
+                self.socket_mode
+            ))),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// `None` in strict mode; the longest a relaxed write may stay volatile.
+    pub fn flush_interval(&self) -> Option<Duration> {
+        match self.durability.mode {
+            DurabilityMode::Strict => None,
+            DurabilityMode::Relaxed => {
+                Some(Duration::from_millis(self.durability.flush_interval_ms))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_embedded_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = Config::from_toml("[limits]\nmax_frmae = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_frmae"), "{err}");
+        let err = Config::from_toml("colour = 1\n").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn relaxed_durability_and_mode_parse() {
+        let c = Config::from_toml(
+            "socket_mode = \"0600\"\n[durability]\nmode = \"relaxed\"\nflush_interval_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(c.socket_mode().unwrap(), 0o600);
+        assert_eq!(c.flush_interval(), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Config::from_toml("socket_mode = \"0999\"").is_err());
+        assert!(Config::from_toml("[limits]\nmax_frame = 0").is_err());
+        assert!(Config::from_toml("[limits]\nmax_frame = 100\nmax_session_bytes = 200").is_err());
+    }
+}

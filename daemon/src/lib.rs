@@ -1,0 +1,22 @@
+//! sessiond: a session-store daemon on redb, served over a Unix socket.
+//!
+//! `main.rs` parses the command line and calls [`Server::start`]; everything
+//! else is library code that tests can run in-process. See ARCHITECTURE.md
+//! for the threads and the data flow.
+
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod keys;
+pub mod net;
+pub mod record;
+pub mod reply;
+pub mod service;
+pub mod stats;
+pub mod store;
+pub mod writer;
+
+mod server;
+
+pub use config::Config;
+pub use server::{Server, ServerEvent, StartError};

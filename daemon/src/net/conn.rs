@@ -1,0 +1,169 @@
+//! One client connection: its buffers and framing state. No policy here;
+//! the event loop decides when to read, dispatch, flush and close.
+
+use std::io::{self, Read, Write};
+
+use mio::net::UnixStream;
+use sessiond_protocol::{ErrorCode, HEADER_LEN, Request, Response, decode_frame};
+
+const INITIAL_READ_BUF: usize = 4096;
+
+#[derive(Debug)]
+pub(super) enum ReadOutcome {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+/// What the next buffered frame holds.
+#[derive(Debug)]
+pub(super) enum Incoming {
+    /// No whole frame is buffered yet.
+    Nothing,
+    Request(u32, Request),
+    /// A frame that cannot be served; the stream cannot be trusted after it.
+    Bad {
+        request_id: u32,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub stream: UnixStream,
+    /// Distinguishes this connection from earlier ones in the same slot, so
+    /// a late answer for a closed connection is never sent to a new one.
+    pub generation: u64,
+    /// Unparsed input is `rbuf[lo..hi]`.
+    rbuf: Vec<u8>,
+    lo: usize,
+    hi: usize,
+    /// Unsent output is `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Requests queued to the writer and not yet answered.
+    pub inflight: u32,
+    pub greeted: bool,
+    /// Read no more requests; close once answers are flushed.
+    pub closing: bool,
+    pub peer_eof: bool,
+    pub write_interest: bool,
+    /// Already on the loop's list of connections to drive this round.
+    pub scheduled: bool,
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream, generation: u64) -> Self {
+        Self {
+            stream,
+            generation,
+            rbuf: vec![0; INITIAL_READ_BUF],
+            lo: 0,
+            hi: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            inflight: 0,
+            greeted: false,
+            closing: false,
+            peer_eof: false,
+            write_interest: false,
+            scheduled: false,
+        }
+    }
+
+    /// Reads once into the buffer, which grows up to `max_total` bytes (one
+    /// header plus the largest frame). Never called with a full buffer: a
+    /// buffer of `max_total` always holds a whole frame, which the loop
+    /// consumes before reading again.
+    pub fn read_some(&mut self, max_total: usize) -> io::Result<ReadOutcome> {
+        if self.lo == self.hi {
+            self.lo = 0;
+            self.hi = 0;
+        }
+        if self.hi == self.rbuf.len() {
+            if self.lo > 0 {
+                self.rbuf.copy_within(self.lo..self.hi, 0);
+                self.hi -= self.lo;
+                self.lo = 0;
+            } else {
+                let grown = (self.rbuf.len() * 2).min(max_total);
+                if grown == self.rbuf.len() {
+                    return Err(io::Error::other("read buffer full without a whole frame"));
+                }
+                self.rbuf.resize(grown, 0);
+            }
+        }
+        match self.stream.read(&mut self.rbuf[self.hi..]) {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                self.hi += n;
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the next whole frame from the buffer, if any.
+    pub fn next_frame(&mut self, max_frame: u32) -> Incoming {
+        let buffered = &self.rbuf[self.lo..self.hi];
+        match decode_frame(buffered, max_frame) {
+            Ok(None) => Incoming::Nothing,
+            Ok(Some((header, body, used))) => {
+                let decoded = Request::decode(header.opcode, body);
+                self.lo += used;
+                match decoded {
+                    Ok(request) => Incoming::Request(header.request_id, request),
+                    Err(e) => Incoming::Bad {
+                        request_id: header.request_id,
+                        code: e.code(),
+                        message: e.to_string(),
+                    },
+                }
+            }
+            Err(e) => {
+                // The header was whole (errors need it), so its id is readable.
+                let id = buffered
+                    .get(8..12)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                Incoming::Bad {
+                    request_id: id,
+                    code: e.code(),
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+
+    pub fn push_response(&mut self, request_id: u32, response: &Response) {
+        response.encode_frame(request_id, &mut self.wbuf);
+    }
+
+    pub fn output_pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes as much output as the socket takes. Returns true when all of
+    /// it is written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(true)
+    }
+}
+
+/// Bytes one connection may buffer for reading: a header and the largest frame.
+pub(super) fn read_capacity(max_frame: u32) -> usize {
+    HEADER_LEN + max_frame as usize
+}

@@ -1,0 +1,410 @@
+//! One event-loop thread.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use sessiond_protocol::{ErrorCode, Request, Response};
+use slab::Slab;
+
+use super::conn::{Conn, Incoming, ReadOutcome, read_capacity};
+use crate::reply::{Mail, Mailbox, ReplyTo};
+use crate::service::{Outcome, Service};
+use crate::stats::Stats;
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// Stop reading a connection's requests while this much output waits for
+/// a slow reader; resume once it drains.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+
+/// How long shutdown waits for in-flight requests to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub max_frame: u32,
+    pub max_inflight: u32,
+    pub max_connections: usize,
+}
+
+#[derive(Debug)]
+pub struct EventLoop {
+    id: usize,
+    poll: Poll,
+    mailbox: Arc<Mailbox>,
+    /// Every loop's mailbox, this one included; used by the listener's loop.
+    peers: Vec<Arc<Mailbox>>,
+    listener: Option<UnixListener>,
+    conns: Slab<Conn>,
+    next_generation: u64,
+    next_peer: usize,
+    service: Arc<Service>,
+    config: LoopConfig,
+    active: Arc<AtomicUsize>,
+    shutdown: Arc<AtomicBool>,
+    to_drive: Vec<usize>,
+}
+
+impl EventLoop {
+    /// Creates a loop with its poll and mailbox. The mailbox must be handed
+    /// to the other loops (see [`EventLoop::set_peers`]) before running.
+    pub fn new(
+        id: usize,
+        service: Arc<Service>,
+        config: LoopConfig,
+        active: Arc<AtomicUsize>,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        Ok(Self {
+            id,
+            poll,
+            mailbox: Arc::new(Mailbox::new(waker)),
+            peers: Vec::new(),
+            listener: None,
+            conns: Slab::new(),
+            next_generation: 0,
+            next_peer: 0,
+            service,
+            config,
+            active,
+            shutdown,
+            to_drive: Vec::new(),
+        })
+    }
+
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.mailbox.clone()
+    }
+
+    pub fn set_peers(&mut self, peers: Vec<Arc<Mailbox>>) {
+        self.peers = peers;
+    }
+
+    pub fn set_listener(&mut self, mut listener: UnixListener) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut mail = Vec::new();
+        let mut drain_deadline = None;
+        loop {
+            let timeout = drain_deadline.map(|_| Duration::from_millis(20));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll failed; closing this loop");
+                    break;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.accept_all(),
+                    Token(t) => self.schedule(t),
+                }
+            }
+            self.mailbox.take(&mut mail);
+            for m in mail.drain(..) {
+                self.receive(m);
+            }
+            self.drive_scheduled();
+            if self.shutdown.load(Ordering::Acquire) {
+                let deadline = *drain_deadline.get_or_insert_with(|| {
+                    self.begin_drain();
+                    Instant::now() + DRAIN_TIMEOUT
+                });
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        for token in self.conns.iter().map(|(t, _)| t).collect::<Vec<_>>() {
+            self.close(token);
+        }
+        tracing::debug!(loop_id = self.id, "event loop stopped");
+    }
+
+    /// Stops accepting and reading; connections close once their in-flight
+    /// requests are answered and flushed.
+    fn begin_drain(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            self.conns[t].closing = true;
+            self.schedule(t);
+        }
+        self.drive_scheduled();
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let accepted = match &self.listener {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, _)) => self.place(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of descriptors or memory: keep serving the
+                    // connections we have and try again on the next event.
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Admits a new connection to a loop, round-robin, or refuses it at the
+    /// connection limit with a BUSY frame.
+    fn place(&mut self, stream: UnixStream) {
+        let stats = self.service.stats();
+        if self.active.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            Stats::add(&stats.connections_refused, 1);
+            let mut out = Vec::new();
+            Response::error(ErrorCode::Busy, "connection limit reached").encode_frame(0, &mut out);
+            let _ = io::Write::write(&mut &stream, &out);
+            return;
+        }
+        Stats::add(&stats.connections_accepted, 1);
+        Stats::add(&stats.connections_active, 1);
+        let target = self.next_peer % self.peers.len().max(1);
+        self.next_peer = self.next_peer.wrapping_add(1);
+        if target == self.id || self.peers.is_empty() {
+            self.register(stream);
+        } else {
+            self.peers[target].push(Mail::Conn(stream));
+            self.peers[target].wake();
+        }
+    }
+
+    fn register(&mut self, mut stream: UnixStream) {
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(token), Interest::READABLE)
+        {
+            tracing::warn!(error = %e, "cannot register a connection");
+            self.forget_connection();
+            return;
+        }
+        self.next_generation += 1;
+        entry.insert(Conn::new(stream, self.next_generation));
+        self.schedule(token);
+    }
+
+    fn receive(&mut self, mail: Mail) {
+        match mail {
+            Mail::Conn(stream) => self.register(stream),
+            Mail::Reply {
+                token,
+                generation,
+                request_id,
+                response,
+            } => {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                if conn.generation != generation {
+                    return;
+                }
+                conn.inflight -= 1;
+                count_error(self.service.stats(), &response);
+                conn.push_response(request_id, &response);
+                self.schedule(token);
+            }
+        }
+    }
+
+    fn schedule(&mut self, token: usize) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !conn.scheduled {
+                conn.scheduled = true;
+                self.to_drive.push(token);
+            }
+        }
+    }
+
+    fn drive_scheduled(&mut self) {
+        let mut tokens = std::mem::take(&mut self.to_drive);
+        for token in tokens.drain(..) {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.scheduled = false;
+                self.drive(token);
+            }
+        }
+        self.to_drive = tokens;
+    }
+
+    /// Serves buffered frames and reads more while the connection may take
+    /// more work, then flushes its answers once. Reads continue until the
+    /// socket would block, as edge-triggered polling requires, unless
+    /// backpressure stops them; whatever lifts the backpressure (an answer,
+    /// a flush) drives the connection again.
+    fn drive(&mut self, token: usize) {
+        let capacity = read_capacity(self.config.max_frame);
+        loop {
+            self.serve_frames(token);
+            let conn = &mut self.conns[token];
+            if conn.closing
+                || conn.peer_eof
+                || conn.inflight >= self.config.max_inflight
+                || conn.output_pending() >= OUTPUT_HIGH_WATER
+            {
+                break;
+            }
+            match conn.read_some(capacity) {
+                Ok(ReadOutcome::Data) => {}
+                Ok(ReadOutcome::WouldBlock) => break,
+                Ok(ReadOutcome::Eof) => {
+                    conn.peer_eof = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "read failed; closing the connection");
+                    self.close(token);
+                    return;
+                }
+            }
+        }
+        self.flush(token);
+    }
+
+    fn serve_frames(&mut self, token: usize) {
+        loop {
+            let conn = &mut self.conns[token];
+            if conn.closing
+                || conn.inflight >= self.config.max_inflight
+                || conn.output_pending() >= OUTPUT_HIGH_WATER
+            {
+                return;
+            }
+            match conn.next_frame(self.config.max_frame) {
+                Incoming::Nothing => return,
+                Incoming::Request(id, request) => self.dispatch(token, id, request),
+                Incoming::Bad {
+                    request_id,
+                    code,
+                    message,
+                } => {
+                    Stats::add(&self.service.stats().frames_rejected, 1);
+                    tracing::debug!(%code, %message, "rejected a frame; closing the connection");
+                    self.answer(token, request_id, Response::error(code, message));
+                    self.conns[token].closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, token: usize, request_id: u32, request: Request) {
+        let conn = &mut self.conns[token];
+        let first = !conn.greeted;
+        if first && !matches!(request, Request::Hello(_)) {
+            conn.closing = true;
+            self.answer(
+                token,
+                request_id,
+                Response::error(ErrorCode::HelloRequired, "the first request must be HELLO"),
+            );
+            return;
+        }
+        let generation = conn.generation;
+        let mailbox = &self.mailbox;
+        let reply = || ReplyTo::Conn {
+            mailbox: mailbox.clone(),
+            token,
+            generation,
+            request_id,
+        };
+        match self.service.handle(request, reply) {
+            Outcome::Queued => self.conns[token].inflight += 1,
+            Outcome::Now(response) => {
+                let conn = &mut self.conns[token];
+                if first {
+                    // A refused HELLO ends the connection.
+                    conn.greeted = !matches!(response, Response::Error(_));
+                    conn.closing = !conn.greeted;
+                }
+                self.answer(token, request_id, response);
+            }
+        }
+    }
+
+    fn answer(&mut self, token: usize, request_id: u32, response: Response) {
+        count_error(self.service.stats(), &response);
+        self.conns[token].push_response(request_id, &response);
+    }
+
+    fn flush(&mut self, token: usize) {
+        let conn = &mut self.conns[token];
+        let done = match conn.flush() {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed; closing the connection");
+                self.close(token);
+                return;
+            }
+        };
+        if done && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
+            self.close(token);
+            return;
+        }
+        if done == conn.write_interest {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            conn.write_interest = !done;
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.stream, Token(token), interest)
+            {
+                tracing::debug!(error = %e, "reregister failed; closing the connection");
+                self.close(token);
+            }
+        }
+    }
+
+    fn close(&mut self, token: usize) {
+        if let Some(mut conn) = self.conns.try_remove(token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.forget_connection();
+        }
+    }
+
+    fn forget_connection(&self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.service
+            .stats()
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn count_error(stats: &Stats, response: &Response) {
+    if let Response::Error(e) = response {
+        if let Some(code) = ErrorCode::from_u16(e.code) {
+            stats.error(code);
+        }
+    }
+}

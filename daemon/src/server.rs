@@ -1,0 +1,195 @@
+//! Start-up and shutdown: the order in which the parts come to life.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::cache::Cache;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::net::{EventLoop, LoopConfig, SocketError, bind_socket};
+use crate::service::Service;
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
+use crate::writer::{Writer, WriterConfig};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Something the process should react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Stop cleanly (SIGTERM, SIGINT).
+    Stop,
+    /// Storage failed; writes are refused. Stop and exit non-zero.
+    Fatal(String),
+}
+
+#[derive(Debug)]
+pub struct Server {
+    socket: PathBuf,
+    loops: Vec<JoinHandle<()>>,
+    mailboxes: Vec<Arc<crate::reply::Mailbox>>,
+    shutdown: Arc<AtomicBool>,
+    writer: Writer,
+    events_tx: mpsc::Sender<ServerEvent>,
+    events_rx: mpsc::Receiver<ServerEvent>,
+}
+
+impl Server {
+    /// Opens (and if needed repairs) the database, binds the socket and
+    /// starts the writer and the event loops. When this returns, the daemon
+    /// accepts connections.
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        // The database lock comes first: a second daemon on the same data
+        // directory fails here, before it touches the socket.
+        let (store, stored) = Store::open(&config.db_path())?;
+        let store = Arc::new(store);
+        let socket = config.socket_path();
+        let mode = config.socket_mode().map_err(|e| {
+            StartError::Socket(SocketError::Bind {
+                path: socket.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?;
+        // Binding sets the umask, so it happens before any thread starts.
+        let listener = bind_socket(&socket, mode)?;
+
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.sessions_stored, stored);
+        let cache = Arc::new(Cache::new(config.cache_bytes));
+        let (events_tx, events_rx) = mpsc::channel();
+        let fatal_tx = events_tx.clone();
+        let limits = &config.limits;
+        let writer = Writer::spawn(
+            store.clone(),
+            cache.clone(),
+            stats.clone(),
+            clock.clone(),
+            WriterConfig {
+                flush_interval: config.flush_interval(),
+                max_batch: limits.max_batch,
+                queue_capacity: limits
+                    .max_connections
+                    .saturating_mul(limits.max_inflight as usize)
+                    .max(1024),
+                max_session_bytes: limits.max_session_bytes as usize,
+                max_fields: limits.max_fields as usize,
+                default_idle_secs: config.expiry.default_idle_secs,
+            },
+            Box::new(move |reason| {
+                let _ = fatal_tx.send(ServerEvent::Fatal(reason));
+            }),
+        )
+        .map_err(StartError::Thread)?;
+        let service = Arc::new(Service::new(
+            store,
+            cache,
+            stats,
+            clock,
+            writer.queue(),
+            limits.clone(),
+        ));
+
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
+        let loop_config = LoopConfig {
+            max_frame: limits.max_frame,
+            max_inflight: limits.max_inflight,
+            max_connections: limits.max_connections,
+        };
+        let mut loops = (0..config.threads())
+            .map(|id| {
+                EventLoop::new(
+                    id,
+                    service.clone(),
+                    loop_config.clone(),
+                    active.clone(),
+                    shutdown.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Thread)?;
+        let mailboxes: Vec<_> = loops.iter().map(EventLoop::mailbox).collect();
+        for l in &mut loops {
+            l.set_peers(mailboxes.clone());
+        }
+        loops[0]
+            .set_listener(listener)
+            .map_err(StartError::Thread)?;
+        let handles = loops
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                std::thread::Builder::new()
+                    .name(format!("sessiond-net-{i}"))
+                    .spawn(move || l.run())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Thread)?;
+        Ok(Self {
+            socket,
+            loops: handles,
+            mailboxes,
+            shutdown,
+            writer,
+            events_tx,
+            events_rx,
+        })
+    }
+
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// A sender for events that should stop the server (signal handlers).
+    pub fn events(&self) -> mpsc::Sender<ServerEvent> {
+        self.events_tx.clone()
+    }
+
+    /// Blocks until something asks the server to stop.
+    pub fn wait(&self) -> ServerEvent {
+        self.events_rx.recv().unwrap_or(ServerEvent::Stop)
+    }
+
+    /// Stops accepting, answers in-flight requests, makes the final durable
+    /// commit and removes the socket file.
+    pub fn shutdown(self) {
+        self.shutdown.store(true, Ordering::Release);
+        for mb in &self.mailboxes {
+            mb.wake();
+        }
+        for handle in self.loops {
+            if handle.join().is_err() {
+                tracing::error!("an event loop panicked");
+            }
+        }
+        self.writer.shutdown();
+        if let Err(e) = std::fs::remove_file(&self.socket) {
+            tracing::warn!(error = %e, "cannot remove the socket file");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Request to response: the one place where failures become error codes.
+//!
+//! Reads are answered at once from the cache or a read transaction;
+//! mutations are validated for syntax and static limits here, then queued
+//! to the writer, which answers after its commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use sessiond_protocol::{
+    Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION,
+    Patch, Replace, Request, Response, SessionKey, StatsOk,
+};
+
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::config;
+use crate::record::{Record, data_bytes};
+use crate::reply::ReplyTo;
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::writer::{Job, Op, SubmitError, WriterQueue};
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answered at once.
+    Now(Response),
+    /// Queued to the writer, which will answer through the `ReplyTo`.
+    Queued,
+}
+
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<Store>,
+    cache: Arc<Cache>,
+    stats: Arc<Stats>,
+    clock: Arc<dyn Clock>,
+    writer: WriterQueue,
+    limits: config::Limits,
+}
+
+type Reject = Response;
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
+    Response::error(code, message)
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<Store>,
+        cache: Arc<Cache>,
+        stats: Arc<Stats>,
+        clock: Arc<dyn Clock>,
+        writer: WriterQueue,
+        limits: config::Limits,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            stats,
+            clock,
+            writer,
+            limits,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn wire_limits(&self) -> Limits {
+        Limits {
+            max_frame: self.limits.max_frame,
+            max_session_bytes: self.limits.max_session_bytes,
+            max_fields: self.limits.max_fields,
+            max_field_name: self.limits.max_field_name,
+            max_inflight: self.limits.max_inflight,
+        }
+    }
+
+    /// Serves one request. `reply` is called only if the request is queued.
+    pub fn handle(&self, request: Request, reply: impl FnOnce() -> ReplyTo) -> Outcome {
+        Stats::add(&self.stats.requests, 1);
+        let op = match self.route(request) {
+            Ok(Routed::Now(response)) => return Outcome::Now(response),
+            Ok(Routed::Write(op)) => op,
+            Err(rejected) => return Outcome::Now(rejected),
+        };
+        match self.writer.submit(Job { op, reply: reply() }) {
+            Ok(()) => Outcome::Queued,
+            Err(SubmitError::Full(_)) => {
+                Stats::add(&self.stats.writer_queue_full, 1);
+                Outcome::Now(reject(
+                    ErrorCode::Busy,
+                    "the write queue is full; retry shortly",
+                ))
+            }
+            Err(SubmitError::Closed(_)) => Outcome::Now(reject(
+                ErrorCode::Unavailable,
+                "the daemon is shutting down",
+            )),
+        }
+    }
+
+    fn route(&self, request: Request) -> Result<Routed, Reject> {
+        Ok(match request {
+            Request::Hello(hello) => Routed::Now(self.hello(&hello)?),
+            Request::Ping(_) => Routed::Now(Response::Pong(sessiond_protocol::Empty {})),
+            Request::Stats(_) => Routed::Now(Response::Stats(self.stats_snapshot())),
+            Request::Get(Get { key, touch }) => {
+                let key = parse_key(&key)?;
+                if touch {
+                    Routed::Write(Op::GetTouch { key })
+                } else {
+                    Routed::Now(Response::Session(
+                        self.read_live(&key)?.ok_or_else(not_found)?.to_body(),
+                    ))
+                }
+            }
+            Request::Exists(KeyOnly { key }) => {
+                let exists = self.read_live(&parse_key(&key)?)?.is_some();
+                Routed::Now(Response::Exists(ExistsOk { exists }))
+            }
+            Request::Create(Create { fields, expiry }) => Routed::Write(Op::Create {
+                fields: self.check_fields(fields)?,
+                expiry,
+            }),
+            Request::Replace(Replace {
+                key,
+                fields,
+                expected_version,
+            }) => Routed::Write(Op::Replace {
+                key: parse_key(&key)?,
+                fields: self.check_fields(fields)?,
+                expected_version,
+            }),
+            Request::Patch(patch) => Routed::Write(self.check_patch(patch)?),
+            Request::Touch(KeyOnly { key }) => Routed::Write(Op::Touch {
+                key: parse_key(&key)?,
+            }),
+            Request::Delete(KeyOnly { key }) => Routed::Write(Op::Delete {
+                key: parse_key(&key)?,
+            }),
+            Request::Cycle(KeyOnly { key }) => Routed::Write(Op::Cycle {
+                key: parse_key(&key)?,
+            }),
+        })
+    }
+
+    fn hello(&self, hello: &Hello) -> Result<Response, Reject> {
+        if hello.version != PROTOCOL_VERSION {
+            return Err(reject(
+                ErrorCode::Unsupported,
+                format!(
+                    "protocol version {} is not supported; this daemon speaks {PROTOCOL_VERSION}",
+                    hello.version
+                ),
+            ));
+        }
+        Ok(Response::Hello(HelloOk {
+            version: PROTOCOL_VERSION,
+            server: format!("sessiond {}", env!("CARGO_PKG_VERSION")),
+            limits: self.wire_limits(),
+        }))
+    }
+
+    fn stats_snapshot(&self) -> StatsOk {
+        self.stats
+            .cache_hits
+            .store(self.cache.hits(), Ordering::Relaxed);
+        self.stats
+            .cache_misses
+            .store(self.cache.misses(), Ordering::Relaxed);
+        self.stats
+            .cache_bytes
+            .store(self.cache.memory_bytes() as u64, Ordering::Relaxed);
+        StatsOk {
+            counters: self.stats.snapshot(),
+        }
+    }
+
+    /// The committed, live record of `key`: cache first, then redb.
+    fn read_live(&self, key: &SessionKey) -> Result<Option<Arc<Record>>, Reject> {
+        let record = match self.cache.get(key) {
+            Ok(record) => Some(record),
+            Err(ticket) => match self.store.get(key) {
+                Ok(Some(record)) => {
+                    let record = Arc::new(record);
+                    self.cache.fill(*key, record.clone(), ticket);
+                    Some(record)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "read failed");
+                    return Err(reject(ErrorCode::Internal, "read failed"));
+                }
+            },
+        };
+        let now = self.clock.now_ms();
+        Ok(record.filter(|r| r.is_live(now)))
+    }
+
+    /// Sorts fields by name and checks names and sizes against the limits.
+    fn check_fields(&self, mut fields: Vec<Field>) -> Result<Vec<Field>, Reject> {
+        let l = &self.limits;
+        if fields.len() > l.max_fields as usize {
+            return Err(reject(
+                ErrorCode::TooLarge,
+                format!("{} fields; the limit is {}", fields.len(), l.max_fields),
+            ));
+        }
+        fields.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for pair in fields.windows(2) {
+            if pair[0].name == pair[1].name {
+                return Err(reject(
+                    ErrorCode::BadRequest,
+                    format!("field {:?} is given twice", pair[0].name),
+                ));
+            }
+        }
+        for f in &fields {
+            self.check_name(&f.name)?;
+        }
+        let bytes = data_bytes(&fields);
+        if bytes > l.max_session_bytes as usize {
+            return Err(reject(
+                ErrorCode::TooLarge,
+                format!(
+                    "{bytes} bytes of data; the limit is {}",
+                    l.max_session_bytes
+                ),
+            ));
+        }
+        Ok(fields)
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), Reject> {
+        if name.is_empty() {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "field names must not be empty",
+            ));
+        }
+        if name.len() > self.limits.max_field_name as usize {
+            return Err(reject(
+                ErrorCode::TooLarge,
+                format!(
+                    "field name of {} bytes; the limit is {}",
+                    name.len(),
+                    self.limits.max_field_name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_patch(&self, patch: Patch) -> Result<Op, Reject> {
+        let Patch {
+            key,
+            set,
+            mut remove,
+            expected_version,
+        } = patch;
+        let key = parse_key(&key)?;
+        let set = self.check_fields(set)?;
+        if remove.len() > self.limits.max_fields as usize {
+            return Err(reject(ErrorCode::TooLarge, "too many fields to remove"));
+        }
+        remove.sort_unstable();
+        remove.dedup();
+        for name in &remove {
+            self.check_name(name)?;
+            if set.binary_search_by(|f| f.name.cmp(name)).is_ok() {
+                return Err(reject(
+                    ErrorCode::BadRequest,
+                    format!("field {name:?} is both set and removed"),
+                ));
+            }
+        }
+        Ok(Op::Patch {
+            key,
+            set,
+            remove,
+            expected_version,
+        })
+    }
+}
+
+enum Routed {
+    Now(Response),
+    Write(Op),
+}
+
+fn parse_key(text: &str) -> Result<SessionKey, Reject> {
+    SessionKey::parse(text).map_err(|e| reject(ErrorCode::BadKey, e.to_string()))
+}
+
+fn not_found() -> Reject {
+    reject(ErrorCode::NotFound, "no such session")
+}

@@ -1,0 +1,75 @@
+//! Counters, kept beside the code that moves them and read by STATS.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sessiond_protocol::{Counter, ErrorCode};
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal,)*) => {
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $( #[doc = $doc] pub $name: AtomicU64, )*
+            errors: [AtomicU64; 16],
+        }
+
+        impl Stats {
+            /// Every counter by name, then errors by code.
+            pub fn snapshot(&self) -> Vec<Counter> {
+                let mut out = vec![
+                    $( Counter { name: stringify!($name).into(), value: self.$name.load(Ordering::Relaxed) }, )*
+                ];
+                for code in ErrorCode::ALL {
+                    out.push(Counter {
+                        name: format!("errors_{}", code.name().to_ascii_lowercase()),
+                        value: self.errors[code as usize].load(Ordering::Relaxed),
+                    });
+                }
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    requests: "Requests decoded and dispatched.",
+    connections_accepted: "Connections accepted.",
+    connections_active: "Connections open now.",
+    connections_refused: "Connections refused at the connection limit.",
+    frames_rejected: "Frames rejected as corrupt, oversized or undecodable.",
+    commits: "Write transactions committed.",
+    committed_ops: "Mutations acknowledged after a commit.",
+    durable_commits: "Commits made with fsync.",
+    commit_failures: "Commits that failed (the daemon then fails closed).",
+    writer_queue_full: "Mutations refused with BUSY because the writer queue was full.",
+    sessions_stored: "Session records in the database (live and not yet swept).",
+    cache_hits: "Reads served from the cache.",
+    cache_misses: "Reads that went to the database.",
+    cache_bytes: "Memory held by the cache, in bytes.",
+}
+
+impl Stats {
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_every_counter_and_error_code() {
+        let stats = Stats::default();
+        stats.error(ErrorCode::NotFound);
+        Stats::add(&stats.requests, 3);
+        let snap = stats.snapshot();
+        let get = |n: &str| snap.iter().find(|c| c.name == n).map(|c| c.value);
+        assert_eq!(get("requests"), Some(3));
+        assert_eq!(get("errors_not_found"), Some(1));
+        assert_eq!(get("errors_bad_key"), Some(0));
+    }
+}

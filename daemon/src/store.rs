@@ -1,0 +1,105 @@
+//! redb: the tables, opening and repair, and the read path.
+//!
+//! Writes go only through the writer thread (`writer.rs`); this module
+//! opens the database and serves reads from read transactions, which see
+//! committed data only.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use sessiond_protocol::SessionKey;
+
+use crate::record::{CorruptRecord, Record};
+
+pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> =
+    TableDefinition::new("sessions");
+pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("the database {0} is held by another process (is another sessiond running?)")]
+    Locked(String),
+    #[error(
+        "the database was written by a newer sessiond (schema {found}, this build reads {SCHEMA_VERSION})"
+    )]
+    NewerSchema { found: u64 },
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRecord),
+    #[error("storage error: {0}")]
+    Redb(#[from] redb::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { Self::Redb(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (creating if needed) and, after a crash, repairs the database,
+    /// then checks the schema version. Returns the store and the number of
+    /// stored sessions.
+    pub fn open(path: &Path) -> Result<(Self, u64), StoreError> {
+        let db = Database::builder()
+            .set_repair_callback(|session| {
+                tracing::warn!(
+                    progress = session.progress(),
+                    "repairing the database after an unclean shutdown"
+                );
+            })
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::Redb(other.into()),
+            })?;
+        let txn = db.begin_write()?;
+        let stored = {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            txn.open_table(SESSIONS)?.len()?
+        };
+        txn.commit()?;
+        Ok((Self { db }, stored))
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Reads the committed record of `key`, live or not.
+    pub fn get(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        match table.get(key.as_bytes())? {
+            Some(bytes) => Ok(Some(Record::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Error codes on the wire and the decoder's typed errors.
+
+use crate::codec::BodyError;
+
+/// The typed error code carried by an ERROR response.
+///
+/// Codes are stable wire values; new ones may be added, so a client must
+/// treat an unknown code as [`ErrorCode::Internal`]-like and show the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The session does not exist, has expired, or was deleted.
+    NotFound = 1,
+    /// A compare-and-set found a different version.
+    VersionConflict = 2,
+    /// The request is well framed but its content is invalid.
+    BadRequest = 3,
+    /// A frame, session, field or value exceeds a limit.
+    TooLarge = 4,
+    /// The daemon is at a limit (connections, queue) and refuses work for now.
+    Busy = 5,
+    /// The daemon cannot serve the request now (shutting down, storage failed).
+    Unavailable = 6,
+    /// An unexpected failure inside the daemon.
+    Internal = 7,
+    /// The session key is not 43 base64url characters.
+    BadKey = 8,
+    /// The frame is corrupt (CRC mismatch, reserved bits set, bad body).
+    BadFrame = 9,
+    /// The opcode or protocol version is not supported.
+    Unsupported = 10,
+    /// The first request on a connection was not HELLO.
+    HelloRequired = 11,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 11] = [
+        Self::NotFound,
+        Self::VersionConflict,
+        Self::BadRequest,
+        Self::TooLarge,
+        Self::Busy,
+        Self::Unavailable,
+        Self::Internal,
+        Self::BadKey,
+        Self::BadFrame,
+        Self::Unsupported,
+        Self::HelloRequired,
+    ];
+
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| *c as u16 == v)
+    }
+
+    /// The upper-case name used in PROTOCOL.md, logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotFound => "NOT_FOUND",
+            Self::VersionConflict => "VERSION_CONFLICT",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::TooLarge => "TOO_LARGE",
+            Self::Busy => "BUSY",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+            Self::BadKey => "BAD_KEY",
+            Self::BadFrame => "BAD_FRAME",
+            Self::Unsupported => "UNSUPPORTED",
+            Self::HelloRequired => "HELLO_REQUIRED",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A frame header that cannot be accepted. After any of these the byte
+/// stream cannot be trusted to resynchronise, so the connection closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("frame body of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: u32, max: u32 },
+    #[error("frame body CRC mismatch")]
+    BadCrc,
+    #[error("reserved header bits are set")]
+    Reserved,
+}
+
+impl FrameError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::BadCrc | Self::Reserved => ErrorCode::BadFrame,
+        }
+    }
+}
+
+/// A well-framed message whose opcode or body cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("unknown opcode 0x{0:02x}")]
+    UnknownOpcode(u8),
+    #[error("opcode 0x{opcode:02x}: {source}")]
+    Body {
+        opcode: u8,
+        #[source]
+        source: BodyError,
+    },
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownOpcode(_) => ErrorCode::Unsupported,
+            Self::Body { .. } => ErrorCode::BadFrame,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The sessiond wire protocol: frame layout, messages, codec and limits.
+//!
+//! This crate does no I/O. Decoding is total: any byte string yields a
+//! message or a typed error, never a panic, and every length is checked
+//! against a limit before anything is allocated. `PROTOCOL.md` beside this
+//! crate is the specification; the golden vectors in `tests/golden.rs` hold
+//! the two together.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod key;
+pub mod message;
+
+pub use error::{DecodeError, ErrorCode, FrameError};
+pub use frame::{FrameHeader, HEADER_LEN, decode_frame, encode_frame};
+pub use key::{KEY_BYTES, KEY_CHARS, KeyError, SessionKey};
+pub use message::*;
+
+/// The protocol version spoken by this crate; HELLO carries it.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Frame bodies may never exceed this, whatever the configuration says:
+/// it bounds every allocation the body decoder can make.
+pub const MAX_BODY_HARD_LIMIT: u32 = 16 * 1024 * 1024;

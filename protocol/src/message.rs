@@ -1,0 +1,368 @@
+//! Request and response messages, their opcodes and body layouts.
+//!
+//! Every body is one bincode-encoded struct (see [`crate::codec`]); the
+//! opcode in the frame header says which. A success response has the opcode
+//! of its request with the high bit set; ERROR is `0x80`. PROTOCOL.md gives
+//! the byte layout of every body.
+
+use crate::codec::{self, Decode, Encode};
+use crate::error::DecodeError;
+use crate::frame::encode_frame;
+
+/// Opcodes. Ranges are reserved so later operations keep related numbers:
+/// `0x01..=0x0F` connection and admin, `0x10..=0x1F` sessions,
+/// `0x20..=0x2F` users, `0x30..=0x3F` tokens. `0x80` and up are responses.
+pub mod op {
+    pub const HELLO: u8 = 0x01;
+    pub const PING: u8 = 0x02;
+    pub const STATS: u8 = 0x03;
+    pub const CREATE: u8 = 0x10;
+    pub const GET: u8 = 0x11;
+    pub const EXISTS: u8 = 0x12;
+    pub const REPLACE: u8 = 0x13;
+    pub const PATCH: u8 = 0x14;
+    pub const TOUCH: u8 = 0x15;
+    pub const DELETE: u8 = 0x16;
+    pub const CYCLE: u8 = 0x17;
+
+    /// Set on the opcode of every response.
+    pub const REPLY: u8 = 0x80;
+    pub const ERROR: u8 = REPLY;
+    pub const HELLO_OK: u8 = REPLY | HELLO;
+    pub const PONG: u8 = REPLY | PING;
+    pub const STATS_OK: u8 = REPLY | STATS;
+    pub const CREATED: u8 = REPLY | CREATE;
+    pub const SESSION: u8 = REPLY | GET;
+    pub const EXISTS_OK: u8 = REPLY | EXISTS;
+    pub const REPLACED: u8 = REPLY | REPLACE;
+    pub const PATCHED: u8 = REPLY | PATCH;
+    pub const TOUCHED: u8 = REPLY | TOUCH;
+    pub const DELETED: u8 = REPLY | DELETE;
+    pub const CYCLED: u8 = REPLY | CYCLE;
+}
+
+macro_rules! wire_struct {
+    ($(#[$m:meta])* pub struct $name:ident $body:tt) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+        #[bincode(crate = "crate::codec::bincode")]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+        pub struct $name $body
+    };
+}
+
+wire_struct! {
+    /// A body with no content (zero bytes).
+    pub struct Empty {}
+}
+
+wire_struct! {
+    /// One named field of session data. Names are UTF-8, values are bytes.
+    pub struct Field {
+        pub name: String,
+        pub value: Vec<u8>,
+    }
+}
+
+/// How a session expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+#[bincode(crate = "crate::codec::bincode")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Expiry {
+    /// The daemon's configured default idle age.
+    #[default]
+    Default,
+    /// Expires this many seconds after the last activity.
+    IdleSecs(u32),
+}
+
+wire_struct! {
+    pub struct Hello {
+        pub version: u16,
+        /// Free text naming the client, for logs.
+        pub client: String,
+    }
+}
+
+wire_struct! {
+    /// The daemon's limits, announced in HELLO_OK. A client that stays within
+    /// them never gets TOO_LARGE or BUSY for size or pipelining reasons.
+    pub struct Limits {
+        pub max_frame: u32,
+        pub max_session_bytes: u32,
+        pub max_fields: u32,
+        pub max_field_name: u32,
+        pub max_inflight: u32,
+    }
+}
+
+wire_struct! {
+    pub struct HelloOk {
+        pub version: u16,
+        pub server: String,
+        pub limits: Limits,
+    }
+}
+
+wire_struct! {
+    pub struct Create {
+        pub fields: Vec<Field>,
+        pub expiry: Expiry,
+    }
+}
+
+wire_struct! {
+    pub struct Get {
+        pub key: String,
+        /// Count this read as activity (sliding expiry).
+        pub touch: bool,
+    }
+}
+
+wire_struct! {
+    /// The body of EXISTS, TOUCH, DELETE and CYCLE.
+    pub struct KeyOnly {
+        pub key: String,
+    }
+}
+
+wire_struct! {
+    pub struct Replace {
+        pub key: String,
+        pub fields: Vec<Field>,
+        /// Compare-and-set: fail with VERSION_CONFLICT unless the session is
+        /// at this version.
+        pub expected_version: Option<u64>,
+    }
+}
+
+wire_struct! {
+    /// Sets and removes fields in one atomic step. Fields not named are left
+    /// as they are, so concurrent patches of different fields never lose
+    /// each other's writes.
+    pub struct Patch {
+        pub key: String,
+        pub set: Vec<Field>,
+        pub remove: Vec<String>,
+        pub expected_version: Option<u64>,
+    }
+}
+
+wire_struct! {
+    pub struct Counter {
+        pub name: String,
+        pub value: u64,
+    }
+}
+
+wire_struct! {
+    pub struct StatsOk {
+        pub counters: Vec<Counter>,
+    }
+}
+
+wire_struct! {
+    pub struct Created {
+        pub key: String,
+        pub version: u64,
+        pub expires_at_ms: u64,
+    }
+}
+
+wire_struct! {
+    /// A session as GET returns it. Times are Unix milliseconds.
+    pub struct SessionBody {
+        pub fields: Vec<Field>,
+        pub version: u64,
+        pub created_ms: u64,
+        pub modified_ms: u64,
+        pub last_active_ms: u64,
+        pub expires_at_ms: u64,
+        pub expiry: Expiry,
+    }
+}
+
+wire_struct! {
+    pub struct ExistsOk {
+        pub exists: bool,
+    }
+}
+
+wire_struct! {
+    /// The result of REPLACE, PATCH and TOUCH.
+    pub struct Written {
+        pub version: u64,
+        pub expires_at_ms: u64,
+    }
+}
+
+wire_struct! {
+    pub struct DeletedOk {
+        pub existed: bool,
+    }
+}
+
+wire_struct! {
+    pub struct ErrorBody {
+        /// An [`crate::ErrorCode`] value.
+        pub code: u16,
+        pub message: String,
+    }
+}
+
+macro_rules! message_enum {
+    ($(#[$m:meta])* $name:ident { $( $variant:ident($body:ty) = $op:path, $label:literal; )* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+        pub enum $name {
+            $( $variant($body), )*
+        }
+
+        impl $name {
+            pub fn opcode(&self) -> u8 {
+                match self { $( Self::$variant(_) => $op, )* }
+            }
+
+            /// The operation's name as PROTOCOL.md, logs and metrics spell it.
+            pub fn name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $label, )* }
+            }
+
+            /// Decodes the body of a frame with this opcode.
+            pub fn decode(opcode: u8, body: &[u8]) -> Result<Self, DecodeError> {
+                let decoded = match opcode {
+                    $( $op => codec::decode::<$body>(body).map(Self::$variant), )*
+                    other => return Err(DecodeError::UnknownOpcode(other)),
+                };
+                decoded.map_err(|source| DecodeError::Body { opcode, source })
+            }
+
+            pub fn encode_body(&self, out: &mut Vec<u8>) {
+                match self { $( Self::$variant(body) => codec::encode_into(body, out), )* }
+            }
+
+            /// Appends this message as a whole frame.
+            pub fn encode_frame(&self, request_id: u32, out: &mut Vec<u8>) {
+                encode_frame(out, request_id, self.opcode(), |o| self.encode_body(o));
+            }
+        }
+    };
+}
+
+message_enum! {
+    /// A request from a client.
+    Request {
+        Hello(Hello) = op::HELLO, "HELLO";
+        Ping(Empty) = op::PING, "PING";
+        Stats(Empty) = op::STATS, "STATS";
+        Create(Create) = op::CREATE, "CREATE";
+        Get(Get) = op::GET, "GET";
+        Exists(KeyOnly) = op::EXISTS, "EXISTS";
+        Replace(Replace) = op::REPLACE, "REPLACE";
+        Patch(Patch) = op::PATCH, "PATCH";
+        Touch(KeyOnly) = op::TOUCH, "TOUCH";
+        Delete(KeyOnly) = op::DELETE, "DELETE";
+        Cycle(KeyOnly) = op::CYCLE, "CYCLE";
+    }
+}
+
+message_enum! {
+    /// A response from the daemon: one per request, matched by request id.
+    Response {
+        Error(ErrorBody) = op::ERROR, "ERROR";
+        Hello(HelloOk) = op::HELLO_OK, "HELLO_OK";
+        Pong(Empty) = op::PONG, "PONG";
+        Stats(StatsOk) = op::STATS_OK, "STATS_OK";
+        Created(Created) = op::CREATED, "CREATED";
+        Session(SessionBody) = op::SESSION, "SESSION";
+        Exists(ExistsOk) = op::EXISTS_OK, "EXISTS_OK";
+        Replaced(Written) = op::REPLACED, "REPLACED";
+        Patched(Written) = op::PATCHED, "PATCHED";
+        Touched(Written) = op::TOUCHED, "TOUCHED";
+        Deleted(DeletedOk) = op::DELETED, "DELETED";
+        Cycled(Created) = op::CYCLED, "CYCLED";
+    }
+}
+
+impl Response {
+    pub fn error(code: crate::ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error(ErrorBody {
+            code: code as u16,
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::decode_frame;
+    use proptest::prelude::*;
+
+    fn round_trip_request(req: &Request) -> Request {
+        let mut out = Vec::new();
+        req.encode_frame(42, &mut out);
+        let (head, body, used) = decode_frame(&out, u32::MAX).unwrap().unwrap();
+        assert_eq!((head.request_id, used), (42, out.len()));
+        Request::decode(head.opcode, body).unwrap()
+    }
+
+    fn round_trip_response(resp: &Response) -> Response {
+        let mut out = Vec::new();
+        resp.encode_frame(u32::MAX, &mut out);
+        let (head, body, _) = decode_frame(&out, u32::MAX).unwrap().unwrap();
+        Response::decode(head.opcode, body).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn every_request_round_trips(req in any::<Request>()) {
+            prop_assert_eq!(round_trip_request(&req), req);
+        }
+
+        #[test]
+        fn every_response_round_trips(resp in any::<Response>()) {
+            prop_assert_eq!(round_trip_response(&resp), resp);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bodies_never_panics(opcode in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Request::decode(opcode, &body);
+            let _ = Response::decode(opcode, &body);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut body = Vec::new();
+        Request::Ping(Empty {}).encode_body(&mut body);
+        body.push(0);
+        assert!(matches!(
+            Request::decode(op::PING, &body),
+            Err(DecodeError::Body { .. })
+        ));
+    }
+
+    #[test]
+    fn a_huge_length_prefix_inside_a_body_does_not_allocate() {
+        // CREATE with a field count of u64::MAX: varint marker 0xFF then 8 bytes.
+        let mut body = vec![0xFF];
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Request::decode(op::CREATE, &body).is_err());
+    }
+
+    #[test]
+    fn unknown_opcodes_are_typed_errors() {
+        assert_eq!(
+            Request::decode(0x7F, &[]),
+            Err(DecodeError::UnknownOpcode(0x7F))
+        );
+        assert_eq!(
+            Response::decode(0xFF, &[]),
+            Err(DecodeError::UnknownOpcode(0xFF))
+        );
+    }
+}
