@@ -48,6 +48,15 @@ impl FrameHeader {
         }
         Ok(header)
     }
+
+    /// Checks a body, read separately from the header, against the CRC.
+    pub fn verify(&self, body: &[u8]) -> Result<(), FrameError> {
+        if crc32fast::hash(body) == self.crc {
+            Ok(())
+        } else {
+            Err(FrameError::BadCrc)
+        }
+    }
 }
 
 /// Looks for one whole frame at the start of `buf`.
@@ -67,9 +76,7 @@ pub fn decode_frame(
     let Some(body) = buf.get(HEADER_LEN..total) else {
         return Ok(None);
     };
-    if crc32fast::hash(body) != header.crc {
-        return Err(FrameError::BadCrc);
-    }
+    header.verify(body)?;
     Ok(Some((header, body, total)))
 }
 

@@ -1,0 +1,248 @@
+//! The typed operations: how each call becomes a request, and how its
+//! answer becomes a result. Shared by the async and blocking clients.
+
+use std::collections::BTreeMap;
+
+use sessiond_protocol::{
+    Create, Empty, Expiry, Field, Get, KeyOnly, Patch, Replace, Request, SessionBody,
+};
+
+/// A session as read from the daemon. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub fields: BTreeMap<String, Vec<u8>>,
+    /// Incremented by every change of data; use it for compare-and-set.
+    pub version: u64,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub last_active_ms: u64,
+    pub expires_at_ms: u64,
+    pub expiry: Expiry,
+}
+
+impl From<SessionBody> for Session {
+    fn from(b: SessionBody) -> Self {
+        Self {
+            fields: b.fields.into_iter().map(|f| (f.name, f.value)).collect(),
+            version: b.version,
+            created_ms: b.created_ms,
+            modified_ms: b.modified_ms,
+            last_active_ms: b.last_active_ms,
+            expires_at_ms: b.expires_at_ms,
+            expiry: b.expiry,
+        }
+    }
+}
+
+/// A new session key (from CREATE or CYCLE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The session key: 43 base64url characters, for the cookie.
+    pub key: String,
+    pub version: u64,
+    pub expires_at_ms: u64,
+}
+
+impl From<sessiond_protocol::Created> for Created {
+    fn from(c: sessiond_protocol::Created) -> Self {
+        Self {
+            key: c.key,
+            version: c.version,
+            expires_at_ms: c.expires_at_ms,
+        }
+    }
+}
+
+/// The result of a write to an existing session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub version: u64,
+    pub expires_at_ms: u64,
+}
+
+impl From<sessiond_protocol::Written> for Written {
+    fn from(w: sessiond_protocol::Written) -> Self {
+        Self {
+            version: w.version,
+            expires_at_ms: w.expires_at_ms,
+        }
+    }
+}
+
+pub(crate) fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(
+    fields: impl IntoIterator<Item = (K, V)>,
+) -> Vec<Field> {
+    fields
+        .into_iter()
+        .map(|(k, v)| Field {
+            name: k.into(),
+            value: v.into(),
+        })
+        .collect()
+}
+
+/// Unpacks the expected answer, or turns an ERROR into a typed error.
+macro_rules! answer {
+    ($response:expr, $variant:ident($v:ident) => $out:expr) => {
+        match $response {
+            sessiond_protocol::Response::$variant($v) => Ok($out),
+            sessiond_protocol::Response::Error(e) => {
+                Err($crate::Error::from_wire(e.code, e.message))
+            }
+            other => Err($crate::Error::Protocol(format!(
+                "unexpected answer {}",
+                other.name()
+            ))),
+        }
+    };
+}
+pub(crate) use answer;
+
+pub(crate) fn ping() -> Request {
+    Request::Ping(Empty {})
+}
+
+pub(crate) fn stats() -> Request {
+    Request::Stats(Empty {})
+}
+
+pub(crate) fn create(fields: Vec<Field>, expiry: Expiry) -> Request {
+    Request::Create(Create { fields, expiry })
+}
+
+pub(crate) fn get(key: &str, touch: bool) -> Request {
+    Request::Get(Get {
+        key: key.to_owned(),
+        touch,
+    })
+}
+
+pub(crate) fn key_only(key: &str) -> KeyOnly {
+    KeyOnly {
+        key: key.to_owned(),
+    }
+}
+
+pub(crate) fn replace(key: &str, fields: Vec<Field>, expected_version: Option<u64>) -> Request {
+    Request::Replace(Replace {
+        key: key.to_owned(),
+        fields,
+        expected_version,
+    })
+}
+
+pub(crate) fn patch(
+    key: &str,
+    set: Vec<Field>,
+    remove: Vec<String>,
+    expected_version: Option<u64>,
+) -> Request {
+    Request::Patch(Patch {
+        key: key.to_owned(),
+        set,
+        remove,
+        expected_version,
+    })
+}
+
+/// Whether a request may be sent again after the connection broke: true
+/// for reads, which change nothing.
+pub(crate) fn is_idempotent(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Ping(_)
+            | Request::Stats(_)
+            | Request::Exists(_)
+            | Request::Get(Get { touch: false, .. })
+    )
+}
+
+/// Defines the typed operations on a client type, given its `call` method;
+/// used for the async client and, through `block_on`, the blocking one.
+macro_rules! operations {
+    ($($async_:ident)?; $($await_:tt)*) => {
+        /// Checks that the daemon answers.
+        pub $($async_)? fn ping(&self) -> Result<(), Error> {
+            let r = self.call(api::ping())$($await_)*?;
+            api::answer!(r, Pong(_b) => ())
+        }
+
+        /// The daemon's counters by name.
+        pub $($async_)? fn stats(&self) -> Result<Vec<sessiond_protocol::Counter>, Error> {
+            let r = self.call(api::stats())$($await_)*?;
+            api::answer!(r, Stats(s) => s.counters)
+        }
+
+        /// Creates a session holding `fields`; the daemon chooses the key.
+        pub $($async_)? fn create<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            fields: impl IntoIterator<Item = (K, V)>,
+            expiry: Expiry,
+        ) -> Result<Created, Error> {
+            let r = self.call(api::create(api::to_fields(fields), expiry))$($await_)*?;
+            api::answer!(r, Created(c) => c.into())
+        }
+
+        /// Reads a session without counting it as activity.
+        pub $($async_)? fn get(&self, key: &str) -> Result<Session, Error> {
+            let r = self.call(api::get(key, false))$($await_)*?;
+            api::answer!(r, Session(s) => s.into())
+        }
+
+        /// Reads a session and counts the read as activity (sliding expiry).
+        pub $($async_)? fn get_touch(&self, key: &str) -> Result<Session, Error> {
+            let r = self.call(api::get(key, true))$($await_)*?;
+            api::answer!(r, Session(s) => s.into())
+        }
+
+        pub $($async_)? fn exists(&self, key: &str) -> Result<bool, Error> {
+            let r = self.call(Request::Exists(api::key_only(key)))$($await_)*?;
+            api::answer!(r, Exists(e) => e.exists)
+        }
+
+        /// Replaces all of a session's data; with `expected_version`, only
+        /// if the session is still at that version.
+        pub $($async_)? fn replace<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            key: &str,
+            fields: impl IntoIterator<Item = (K, V)>,
+            expected_version: Option<u64>,
+        ) -> Result<Written, Error> {
+            let r = self.call(api::replace(key, api::to_fields(fields), expected_version))$($await_)*?;
+            api::answer!(r, Replaced(w) => w.into())
+        }
+
+        /// Sets and removes fields atomically, leaving the others alone.
+        pub $($async_)? fn patch<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            key: &str,
+            set: impl IntoIterator<Item = (K, V)>,
+            remove: impl IntoIterator<Item = String>,
+            expected_version: Option<u64>,
+        ) -> Result<Written, Error> {
+            let request = api::patch(key, api::to_fields(set), remove.into_iter().collect(), expected_version);
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, Patched(w) => w.into())
+        }
+
+        /// Counts activity without reading or changing data.
+        pub $($async_)? fn touch(&self, key: &str) -> Result<Written, Error> {
+            let r = self.call(Request::Touch(api::key_only(key)))$($await_)*?;
+            api::answer!(r, Touched(w) => w.into())
+        }
+
+        /// Deletes a session (logout). Returns whether it existed.
+        pub $($async_)? fn delete(&self, key: &str) -> Result<bool, Error> {
+            let r = self.call(Request::Delete(api::key_only(key)))$($await_)*?;
+            api::answer!(r, Deleted(d) => d.existed)
+        }
+
+        /// Moves the session to a new key in one atomic step (what login
+        /// does); the old key stops working at once.
+        pub $($async_)? fn cycle(&self, key: &str) -> Result<Created, Error> {
+            let r = self.call(Request::Cycle(api::key_only(key)))$($await_)*?;
+            api::answer!(r, Cycled(c) => c.into())
+        }
+    };
+}
+pub(crate) use operations;

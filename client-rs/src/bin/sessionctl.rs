@@ -1,0 +1,266 @@
+//! sessionctl: the sessiond admin command line.
+//!
+//! Exit codes: 0 success, 1 other errors, 2 usage errors, 3 session not
+//! found. Errors are one line on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use sessiond_client::blocking::Client;
+use sessiond_client::{Error, Expiry, Options, Session};
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_NOT_FOUND: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sessionctl",
+    version,
+    about = "Administer a sessiond daemon over its Unix socket"
+)]
+struct Cli {
+    /// The daemon's socket.
+    #[arg(
+        long,
+        env = "SESSIOND_SOCKET",
+        default_value = "sessiond-data/sessiond.sock",
+        value_name = "PATH"
+    )]
+    socket: PathBuf,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that the daemon answers.
+    Ping,
+    /// Create a session and print its key.
+    Create {
+        /// A field to store, as NAME=VALUE (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_field)]
+        set: Vec<(String, String)>,
+        /// Expire after this many idle seconds (default: the daemon's).
+        #[arg(long, value_name = "SECS")]
+        idle: Option<u32>,
+    },
+    /// Print a session's fields and metadata.
+    Get {
+        key: String,
+        /// Count the read as activity.
+        #[arg(long)]
+        touch: bool,
+    },
+    /// Print whether a live session exists (exit 3 if not).
+    Exists { key: String },
+    /// Set fields, leaving others as they are.
+    Set {
+        key: String,
+        #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_field)]
+        fields: Vec<(String, String)>,
+        /// Only if the session is at this version.
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<u64>,
+    },
+    /// Remove fields.
+    Unset {
+        key: String,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<u64>,
+    },
+    /// Replace all of a session's data.
+    Replace {
+        key: String,
+        #[arg(value_name = "NAME=VALUE", value_parser = parse_field)]
+        fields: Vec<(String, String)>,
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<u64>,
+    },
+    /// Count activity, extending an idle session.
+    Touch { key: String },
+    /// Delete a session (exit 3 if it did not exist).
+    Delete { key: String },
+    /// Move a session to a new key and print it; the old key stops working.
+    Cycle { key: String },
+    /// Print the daemon's counters.
+    Stats,
+}
+
+fn parse_field(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = Options::new(&cli.socket).timeout(Duration::from_secs(cli.timeout));
+    let result = Client::connect(options).and_then(|client| run(&client, cli.command, cli.json));
+    match result {
+        Ok(code) => code,
+        Err(Error::NotFound) => {
+            eprintln!("sessionctl: session not found");
+            ExitCode::from(EXIT_NOT_FOUND)
+        }
+        Err(e) => {
+            eprintln!("sessionctl: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Error> {
+    let out = Output { json: as_json };
+    match command {
+        Command::Ping => {
+            client.ping()?;
+            out.print("pong", json!({"ok": true}));
+        }
+        Command::Create { set, idle } => {
+            let expiry = idle.map_or(Expiry::Default, Expiry::IdleSecs);
+            let c = client.create(set, expiry)?;
+            out.print(
+                &c.key,
+                json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}),
+            );
+        }
+        Command::Get { key, touch } => {
+            let session = if touch {
+                client.get_touch(&key)?
+            } else {
+                client.get(&key)?
+            };
+            print_session(&out, &session);
+        }
+        Command::Exists { key } => {
+            let exists = client.exists(&key)?;
+            out.print(
+                if exists { "true" } else { "false" },
+                json!({"exists": exists}),
+            );
+            if !exists {
+                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            }
+        }
+        Command::Set {
+            key,
+            fields,
+            if_version,
+        } => {
+            let w = client.patch(&key, fields, Vec::new(), if_version)?;
+            out.written(w);
+        }
+        Command::Unset {
+            key,
+            names,
+            if_version,
+        } => {
+            let w = client.patch(&key, Vec::<(String, String)>::new(), names, if_version)?;
+            out.written(w);
+        }
+        Command::Replace {
+            key,
+            fields,
+            if_version,
+        } => {
+            let w = client.replace(&key, fields, if_version)?;
+            out.written(w);
+        }
+        Command::Touch { key } => out.written(client.touch(&key)?),
+        Command::Delete { key } => {
+            if !client.delete(&key)? {
+                return Err(Error::NotFound);
+            }
+            out.print("deleted", json!({"deleted": true}));
+        }
+        Command::Cycle { key } => {
+            let c = client.cycle(&key)?;
+            out.print(
+                &c.key,
+                json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}),
+            );
+        }
+        Command::Stats => {
+            let counters = client.stats()?;
+            let text: Vec<String> = counters
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.value))
+                .collect();
+            let map: serde_json::Map<String, Value> = counters
+                .into_iter()
+                .map(|c| (c.name, json!(c.value)))
+                .collect();
+            out.print(&text.join("\n"), Value::Object(map));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(&self, text: &str, value: Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn written(&self, w: sessiond_client::Written) {
+        self.print(
+            &format!("version {}", w.version),
+            json!({"version": w.version, "expires_at_ms": w.expires_at_ms}),
+        );
+    }
+}
+
+/// Text: one NAME=VALUE line per field (values that are not UTF-8 as
+/// `0x` hex), then a `#` line of metadata. JSON: everything.
+fn print_session(out: &Output, s: &Session) {
+    let shown = |v: &[u8]| match std::str::from_utf8(v) {
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("0x{}", hex::encode(v)),
+    };
+    let mut text: Vec<String> = s
+        .fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", shown(v)))
+        .collect();
+    text.push(format!(
+        "# version {} created_ms {} modified_ms {} last_active_ms {} expires_at_ms {}",
+        s.version, s.created_ms, s.modified_ms, s.last_active_ms, s.expires_at_ms
+    ));
+    let fields: serde_json::Map<String, Value> = s
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(shown(v))))
+        .collect();
+    let value = json!({
+        "fields": fields,
+        "version": s.version,
+        "created_ms": s.created_ms,
+        "modified_ms": s.modified_ms,
+        "last_active_ms": s.last_active_ms,
+        "expires_at_ms": s.expires_at_ms,
+        "expiry": match s.expiry {
+            Expiry::Default => json!("default"),
+            Expiry::IdleSecs(secs) => json!({"idle_secs": secs}),
+        },
+    });
+    out.print(&text.join("\n"), value);
+}
