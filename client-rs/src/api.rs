@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sessiond_protocol::{
-    Create, Empty, Expiry, Field, Get, KeyOnly, Patch, Replace, Request, SessionBody,
-};
+use sessiond_protocol::{Create, Empty, Expiry, Field, Get, KeyOnly, Patch, Replace, Request, SessionBody};
 
 /// A session as read from the daemon. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +43,7 @@ pub struct Created {
 
 impl From<sessiond_protocol::Created> for Created {
     fn from(c: sessiond_protocol::Created) -> Self {
-        Self {
-            key: c.key,
-            version: c.version,
-            expires_at_ms: c.expires_at_ms,
-        }
+        Self { key: c.key, version: c.version, expires_at_ms: c.expires_at_ms }
     }
 }
 
@@ -62,23 +56,12 @@ pub struct Written {
 
 impl From<sessiond_protocol::Written> for Written {
     fn from(w: sessiond_protocol::Written) -> Self {
-        Self {
-            version: w.version,
-            expires_at_ms: w.expires_at_ms,
-        }
+        Self { version: w.version, expires_at_ms: w.expires_at_ms }
     }
 }
 
-pub(crate) fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(
-    fields: impl IntoIterator<Item = (K, V)>,
-) -> Vec<Field> {
-    fields
-        .into_iter()
-        .map(|(k, v)| Field {
-            name: k.into(),
-            value: v.into(),
-        })
-        .collect()
+pub(crate) fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(fields: impl IntoIterator<Item = (K, V)>) -> Vec<Field> {
+    fields.into_iter().map(|(k, v)| Field { name: k.into(), value: v.into() }).collect()
 }
 
 /// Unpacks the expected answer, or turns an ERROR into a typed error.
@@ -86,13 +69,8 @@ macro_rules! answer {
     ($response:expr, $variant:ident($v:ident) => $out:expr) => {
         match $response {
             sessiond_protocol::Response::$variant($v) => Ok($out),
-            sessiond_protocol::Response::Error(e) => {
-                Err($crate::Error::from_wire(e.code, e.message))
-            }
-            other => Err($crate::Error::Protocol(format!(
-                "unexpected answer {}",
-                other.name()
-            ))),
+            sessiond_protocol::Response::Error(e) => Err($crate::Error::from_wire(e.code, e.message)),
+            other => Err($crate::Error::Protocol(format!("unexpected answer {}", other.name()))),
         }
     };
 }
@@ -111,38 +89,19 @@ pub(crate) fn create(fields: Vec<Field>, expiry: Expiry) -> Request {
 }
 
 pub(crate) fn get(key: &str, touch: bool) -> Request {
-    Request::Get(Get {
-        key: key.to_owned(),
-        touch,
-    })
+    Request::Get(Get { key: key.to_owned(), touch })
 }
 
 pub(crate) fn key_only(key: &str) -> KeyOnly {
-    KeyOnly {
-        key: key.to_owned(),
-    }
+    KeyOnly { key: key.to_owned() }
 }
 
 pub(crate) fn replace(key: &str, fields: Vec<Field>, expected_version: Option<u64>) -> Request {
-    Request::Replace(Replace {
-        key: key.to_owned(),
-        fields,
-        expected_version,
-    })
+    Request::Replace(Replace { key: key.to_owned(), fields, expected_version })
 }
 
-pub(crate) fn patch(
-    key: &str,
-    set: Vec<Field>,
-    remove: Vec<String>,
-    expected_version: Option<u64>,
-) -> Request {
-    Request::Patch(Patch {
-        key: key.to_owned(),
-        set,
-        remove,
-        expected_version,
-    })
+pub(crate) fn patch(key: &str, set: Vec<Field>, remove: Vec<String>, expected_version: Option<u64>) -> Request {
+    Request::Patch(Patch { key: key.to_owned(), set, remove, expected_version })
 }
 
 /// Whether a request may be sent again after the connection broke: true
@@ -150,10 +109,7 @@ pub(crate) fn patch(
 pub(crate) fn is_idempotent(request: &Request) -> bool {
     matches!(
         request,
-        Request::Ping(_)
-            | Request::Stats(_)
-            | Request::Exists(_)
-            | Request::Get(Get { touch: false, .. })
+        Request::Ping(_) | Request::Stats(_) | Request::Exists(_) | Request::Get(Get { touch: false, .. })
     )
 }
 

@@ -6,21 +6,15 @@ use std::os::unix::net::UnixStream;
 
 use parking_lot::Mutex;
 use sessiond_protocol::{
-    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request,
-    Response,
+    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response,
 };
 
 use crate::api::{self, Created, Session, Written};
 use crate::{Error, Options};
 
 /// Placeholder until HELLO_OK brings the daemon's limits.
-const UNKNOWN_LIMITS: Limits = Limits {
-    max_frame: 0,
-    max_session_bytes: 0,
-    max_fields: 0,
-    max_field_name: 0,
-    max_inflight: 0,
-};
+const UNKNOWN_LIMITS: Limits =
+    Limits { max_frame: 0, max_session_bytes: 0, max_fields: 0, max_field_name: 0, max_inflight: 0 };
 
 #[derive(Debug)]
 pub struct Client {
@@ -39,10 +33,7 @@ impl Client {
     /// Connects and exchanges HELLO.
     pub fn connect(options: Options) -> Result<Self, Error> {
         let conn = Conn::open(&options)?;
-        Ok(Self {
-            options,
-            conn: Mutex::new(Some(conn)),
-        })
+        Ok(Self { options, conn: Mutex::new(Some(conn)) })
     }
 
     pub fn limits(&self) -> Result<Limits, Error> {
@@ -68,9 +59,7 @@ impl Client {
                 // The stream may be out of step now: never reuse it.
                 *guard = None;
                 match e {
-                    Error::Disconnected if api::is_idempotent(&request) => {
-                        self.live(&mut guard)?.exchange(&request)
-                    }
+                    Error::Disconnected if api::is_idempotent(&request) => self.live(&mut guard)?.exchange(&request),
                     other => Err(other),
                 }
             }
@@ -85,15 +74,8 @@ impl Conn {
         let stream = UnixStream::connect(&options.socket)?;
         stream.set_read_timeout(Some(options.timeout))?;
         stream.set_write_timeout(Some(options.timeout))?;
-        let mut conn = Self {
-            stream,
-            next_id: 1,
-            limits: UNKNOWN_LIMITS,
-        };
-        let hello = Request::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            client: options.client_name.clone(),
-        });
+        let mut conn = Self { stream, next_id: 1, limits: UNKNOWN_LIMITS };
+        let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: options.client_name.clone() });
         let answer = conn.exchange(&hello)?;
         conn.limits = api::answer!(answer, Hello(h) => h.limits)?;
         Ok(conn)
@@ -108,15 +90,11 @@ impl Conn {
         loop {
             let mut head = [0u8; HEADER_LEN];
             self.stream.read_exact(&mut head).map_err(io_error)?;
-            let header = FrameHeader::parse(&head, MAX_BODY_HARD_LIMIT)
-                .map_err(|e| Error::Protocol(e.to_string()))?;
+            let header = FrameHeader::parse(&head, MAX_BODY_HARD_LIMIT).map_err(|e| Error::Protocol(e.to_string()))?;
             let mut body = vec![0u8; header.body_len as usize];
             self.stream.read_exact(&mut body).map_err(io_error)?;
-            header
-                .verify(&body)
-                .map_err(|e| Error::Protocol(e.to_string()))?;
-            let response = Response::decode(header.opcode, &body)
-                .map_err(|e| Error::Protocol(e.to_string()))?;
+            header.verify(&body).map_err(|e| Error::Protocol(e.to_string()))?;
+            let response = Response::decode(header.opcode, &body).map_err(|e| Error::Protocol(e.to_string()))?;
             if header.request_id == id || header.request_id == 0 {
                 return Ok(response);
             }

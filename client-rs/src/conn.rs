@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use sessiond_protocol::{
-    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request,
-    Response,
+    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -100,12 +99,7 @@ impl Client {
     }
 
     fn live_link(&self) -> Option<Arc<Link>> {
-        self.inner
-            .link
-            .read()
-            .as_ref()
-            .filter(|l| !l.shared.closed.load(Ordering::Acquire))
-            .cloned()
+        self.inner.link.read().as_ref().filter(|l| !l.shared.closed.load(Ordering::Acquire)).cloned()
     }
 
     async fn open(&self) -> Result<Link, Error> {
@@ -118,17 +112,10 @@ impl Client {
         let shared = Arc::new(Shared::default());
         tokio::spawn(write_loop(wr, out_rx, shared.clone()));
         tokio::spawn(read_loop(rd, shared.clone()));
-        let hello = Request::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            client: opts.client_name.clone(),
-        });
+        let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: opts.client_name.clone() });
         let answer = self.exchange(&out, &shared, &hello).await?;
         let limits = api::answer!(answer, Hello(h) => h.limits)?;
-        Ok(Link {
-            out,
-            shared,
-            limits,
-        })
+        Ok(Link { out, shared, limits })
     }
 
     async fn exchange(
@@ -189,11 +176,7 @@ impl Client {
     api::operations!(async; .await);
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-    shared: Arc<Shared>,
-) {
+async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>, shared: Arc<Shared>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = frames.recv().await {
         buf.clear();

@@ -31,11 +31,7 @@ pub struct Options {
 
 impl Options {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        Self {
-            socket: socket.into(),
-            timeout: Duration::from_secs(5),
-            client_name: "sessiond-client".into(),
-        }
+        Self { socket: socket.into(), timeout: Duration::from_secs(5), client_name: "sessiond-client".into() }
     }
 
     pub fn timeout(mut self, timeout: Duration) -> Self {

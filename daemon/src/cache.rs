@@ -107,13 +107,7 @@ impl Cache {
             return;
         }
         shard.bytes += record.memory_bytes();
-        shard.map.insert(
-            key,
-            Entry {
-                record,
-                referenced: false,
-            },
-        );
+        shard.map.insert(key, Entry { record, referenced: false });
         self.evict_over_budget(&mut shard);
     }
 
@@ -127,13 +121,7 @@ impl Cache {
         }
         if let Some(record) = record {
             shard.bytes += record.memory_bytes();
-            shard.map.insert(
-                key,
-                Entry {
-                    record,
-                    referenced: true,
-                },
-            );
+            shard.map.insert(key, Entry { record, referenced: true });
             self.evict_over_budget(&mut shard);
         }
     }
@@ -187,19 +175,14 @@ mod tests {
     }
 
     fn record(size: usize) -> Arc<Record> {
-        let fields = vec![Field {
-            name: "f".into(),
-            value: vec![0; size],
-        }];
+        let fields = vec![Field { name: "f".into(), value: vec![0; size] }];
         Arc::new(Record::new(0, Expiry::Default, fields, 60))
     }
 
     #[test]
     fn a_fill_after_a_publish_is_dropped() {
         let cache = Cache::new(1 << 20);
-        let Err(ticket) = cache.get(&key(1)) else {
-            panic!("empty cache hit")
-        };
+        let Err(ticket) = cache.get(&key(1)) else { panic!("empty cache hit") };
         // The writer deletes the session after the reader's snapshot...
         cache.publish(key(1), None);
         // ...so the reader's stale copy must not enter the cache.
@@ -210,9 +193,7 @@ mod tests {
     #[test]
     fn a_fill_with_a_current_ticket_is_kept() {
         let cache = Cache::new(1 << 20);
-        let Err(ticket) = cache.get(&key(2)) else {
-            panic!()
-        };
+        let Err(ticket) = cache.get(&key(2)) else { panic!() };
         cache.fill(key(2), record(10), ticket);
         assert!(cache.get(&key(2)).is_ok());
     }
@@ -238,11 +219,7 @@ mod tests {
             bytes[8] = (i % 251) as u8;
             cache.publish(SessionKey::from_bytes(bytes), Some(record(100)));
         }
-        assert!(
-            cache.memory_bytes() <= budget,
-            "{} > {budget}",
-            cache.memory_bytes()
-        );
+        assert!(cache.memory_bytes() <= budget, "{} > {budget}", cache.memory_bytes());
         assert!(cache.memory_bytes() > budget / 2);
     }
 }

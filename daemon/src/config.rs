@@ -66,10 +66,7 @@ pub struct DurabilityConfig {
 
 impl Default for DurabilityConfig {
     fn default() -> Self {
-        Self {
-            mode: DurabilityMode::Strict,
-            flush_interval_ms: 1000,
-        }
+        Self { mode: DurabilityMode::Strict, flush_interval_ms: 1000 }
     }
 }
 
@@ -113,9 +110,7 @@ pub struct ExpiryConfig {
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
-        Self {
-            default_idle_secs: DEFAULT_IDLE_SECS,
-        }
+        Self { default_idle_secs: DEFAULT_IDLE_SECS }
     }
 }
 
@@ -123,10 +118,7 @@ impl Default for ExpiryConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -135,24 +127,17 @@ pub enum ConfigError {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_owned(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
         config.validate()?;
         Ok(config)
     }
@@ -167,9 +152,7 @@ impl Config {
             )));
         }
         if l.max_session_bytes >= l.max_frame {
-            return Err(ConfigError::Invalid(
-                "limits.max_session_bytes must be below limits.max_frame".into(),
-            ));
+            return Err(ConfigError::Invalid("limits.max_session_bytes must be below limits.max_frame".into()));
         }
         if l.max_inflight == 0 || l.max_batch == 0 || l.max_connections == 0 {
             return Err(ConfigError::Invalid(
@@ -177,23 +160,16 @@ impl Config {
             ));
         }
         if self.expiry.default_idle_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "expiry.default_idle_secs must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("expiry.default_idle_secs must be positive".into()));
         }
-        if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0
-        {
-            return Err(ConfigError::Invalid(
-                "durability.flush_interval_ms must be positive".into(),
-            ));
+        if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0 {
+            return Err(ConfigError::Invalid("durability.flush_interval_ms must be positive".into()));
         }
         Ok(())
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.socket
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("sessiond.sock"))
+        self.socket.clone().unwrap_or_else(|| self.data_dir.join("sessiond.sock"))
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -204,10 +180,7 @@ impl Config {
         let digits = self.socket_mode.trim_start_matches("0o");
         match u32::from_str_radix(digits, 8) {
             Ok(mode) if mode <= 0o777 => Ok(mode),
-            _ => Err(ConfigError::Invalid(format!(
-                "socket_mode {:?} is not an octal mode",
-                self.socket_mode
-            ))),
+            _ => Err(ConfigError::Invalid(format!("socket_mode {:?} is not an octal mode", self.socket_mode))),
         }
     }
 
@@ -222,9 +195,7 @@ impl Config {
     pub fn flush_interval(&self) -> Option<Duration> {
         match self.durability.mode {
             DurabilityMode::Strict => None,
-            DurabilityMode::Relaxed => {
-                Some(Duration::from_millis(self.durability.flush_interval_ms))
-            }
+            DurabilityMode::Relaxed => Some(Duration::from_millis(self.durability.flush_interval_ms)),
         }
     }
 }
@@ -240,9 +211,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = Config::from_toml("[limits]\nmax_frmae = 10\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[limits]\nmax_frmae = 10\n").unwrap_err().to_string();
         assert!(err.contains("max_frmae"), "{err}");
         let err = Config::from_toml("colour = 1\n").unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
@@ -250,10 +219,9 @@ mod tests {
 
     #[test]
     fn relaxed_durability_and_mode_parse() {
-        let c = Config::from_toml(
-            "socket_mode = \"0600\"\n[durability]\nmode = \"relaxed\"\nflush_interval_ms = 250\n",
-        )
-        .unwrap();
+        let c =
+            Config::from_toml("socket_mode = \"0600\"\n[durability]\nmode = \"relaxed\"\nflush_interval_ms = 250\n")
+                .unwrap();
         assert_eq!(c.socket_mode().unwrap(), 0o600);
         assert_eq!(c.flush_interval(), Some(Duration::from_millis(250)));
     }

@@ -31,10 +31,7 @@ mod tests {
         // Chi-square smoke test over byte values: 255 degrees of freedom,
         // so a fair source stays far below 400.
         let expected = 100_000.0 * 32.0 / 256.0;
-        let chi2: f64 = byte_counts
-            .iter()
-            .map(|&c| (c as f64 - expected).powi(2) / expected)
-            .sum();
+        let chi2: f64 = byte_counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
         assert!(chi2 < 400.0, "chi-square {chi2}");
     }
 }

@@ -65,10 +65,7 @@ fn main() -> ExitCode {
         }
     }
     // The readiness line: tests and scripts wait for it.
-    println!(
-        "sessiond ready: listening on {}",
-        server.socket_path().display()
-    );
+    println!("sessiond ready: listening on {}", server.socket_path().display());
     let event = server.wait();
     server.shutdown();
     match event {
@@ -104,8 +101,5 @@ fn load_config(args: &Args) -> Result<Config, sessiond::config::ConfigError> {
 fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -98,9 +98,7 @@ impl Record {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
         match bytes.split_first() {
-            Some((&RECORD_V1, body)) => {
-                codec::decode(body).map_err(|e| CorruptRecord(e.to_string()))
-            }
+            Some((&RECORD_V1, body)) => codec::decode(body).map_err(|e| CorruptRecord(e.to_string())),
             Some((v, _)) => Err(CorruptRecord(format!("unknown record format {v}"))),
             None => Err(CorruptRecord("empty record".into())),
         }
@@ -108,8 +106,7 @@ impl Record {
 
     /// Sets and removes fields; `set` and `remove` are sorted and unique.
     pub fn patch(&mut self, set: Vec<Field>, remove: &[String]) {
-        self.fields
-            .retain(|f| remove.binary_search(&f.name).is_err());
+        self.fields.retain(|f| remove.binary_search(&f.name).is_err());
         for field in set {
             match self.fields.binary_search_by(|f| f.name.cmp(&field.name)) {
                 Ok(i) => self.fields[i] = field,
@@ -128,10 +125,7 @@ mod tests {
     use super::*;
 
     fn field(name: &str, value: &str) -> Field {
-        Field {
-            name: name.into(),
-            value: value.as_bytes().to_vec(),
-        }
+        Field { name: name.into(), value: value.as_bytes().to_vec() }
     }
 
     #[test]
@@ -164,12 +158,7 @@ mod tests {
 
     #[test]
     fn patch_sets_and_removes_keeping_order() {
-        let mut r = Record::new(
-            0,
-            Expiry::Default,
-            vec![field("a", "1"), field("c", "3")],
-            1,
-        );
+        let mut r = Record::new(0, Expiry::Default, vec![field("a", "1"), field("c", "3")], 1);
         r.patch(vec![field("b", "2"), field("c", "33")], &["a".to_string()]);
         assert_eq!(r.fields, vec![field("b", "2"), field("c", "33")]);
     }

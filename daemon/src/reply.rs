@@ -13,12 +13,7 @@ pub enum Mail {
     /// A newly accepted connection for this loop to own.
     Conn(mio::net::UnixStream),
     /// The answer to a queued request.
-    Reply {
-        token: usize,
-        generation: u64,
-        request_id: u32,
-        response: Response,
-    },
+    Reply { token: usize, generation: u64, request_id: u32, response: Response },
 }
 
 /// One per event loop: a queue plus the waker that interrupts its poll.
@@ -30,10 +25,7 @@ pub struct Mailbox {
 
 impl Mailbox {
     pub fn new(waker: mio::Waker) -> Self {
-        Self {
-            queue: Mutex::new(Vec::new()),
-            waker,
-        }
+        Self { queue: Mutex::new(Vec::new()), waker }
     }
 
     /// Queues without waking; the sender calls [`Mailbox::wake`] once for
@@ -57,12 +49,7 @@ impl Mailbox {
 #[derive(Debug)]
 pub enum ReplyTo {
     /// A request read from a connection of an event loop.
-    Conn {
-        mailbox: Arc<Mailbox>,
-        token: usize,
-        generation: u64,
-        request_id: u32,
-    },
+    Conn { mailbox: Arc<Mailbox>, token: usize, generation: u64, request_id: u32 },
     /// An in-process caller (tests, and later internal jobs).
     Channel(mpsc::Sender<Response>),
 }
@@ -71,18 +58,8 @@ impl ReplyTo {
     /// Delivers `response`; returns the mailbox to wake, if any.
     pub fn deliver(self, response: Response) -> Option<Arc<Mailbox>> {
         match self {
-            Self::Conn {
-                mailbox,
-                token,
-                generation,
-                request_id,
-            } => {
-                mailbox.push(Mail::Reply {
-                    token,
-                    generation,
-                    request_id,
-                    response,
-                });
+            Self::Conn { mailbox, token, generation, request_id } => {
+                mailbox.push(Mail::Reply { token, generation, request_id, response });
                 Some(mailbox)
             }
             Self::Channel(tx) => {

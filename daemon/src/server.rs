@@ -19,10 +19,7 @@ use crate::writer::{Writer, WriterConfig};
 #[non_exhaustive]
 pub enum StartError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -60,20 +57,15 @@ impl Server {
     }
 
     pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
         let (store, stored) = Store::open(&config.db_path())?;
         let store = Arc::new(store);
         let socket = config.socket_path();
         let mode = config.socket_mode().map_err(|e| {
-            StartError::Socket(SocketError::Bind {
-                path: socket.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })
+            StartError::Socket(SocketError::Bind { path: socket.clone(), source: std::io::Error::other(e.to_string()) })
         })?;
         // Binding sets the umask, so it happens before any thread starts.
         let listener = bind_socket(&socket, mode)?;
@@ -92,10 +84,7 @@ impl Server {
             WriterConfig {
                 flush_interval: config.flush_interval(),
                 max_batch: limits.max_batch,
-                queue_capacity: limits
-                    .max_connections
-                    .saturating_mul(limits.max_inflight as usize)
-                    .max(1024),
+                queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
                 max_session_bytes: limits.max_session_bytes as usize,
                 max_fields: limits.max_fields as usize,
                 default_idle_secs: config.expiry.default_idle_secs,
@@ -105,14 +94,7 @@ impl Server {
             }),
         )
         .map_err(StartError::Thread)?;
-        let service = Arc::new(Service::new(
-            store,
-            cache,
-            stats,
-            clock,
-            writer.queue(),
-            limits.clone(),
-        ));
+        let service = Arc::new(Service::new(store, cache, stats, clock, writer.queue(), limits.clone()));
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -122,43 +104,21 @@ impl Server {
             max_connections: limits.max_connections,
         };
         let mut loops = (0..config.threads())
-            .map(|id| {
-                EventLoop::new(
-                    id,
-                    service.clone(),
-                    loop_config.clone(),
-                    active.clone(),
-                    shutdown.clone(),
-                )
-            })
+            .map(|id| EventLoop::new(id, service.clone(), loop_config.clone(), active.clone(), shutdown.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
         let mailboxes: Vec<_> = loops.iter().map(EventLoop::mailbox).collect();
         for l in &mut loops {
             l.set_peers(mailboxes.clone());
         }
-        loops[0]
-            .set_listener(listener)
-            .map_err(StartError::Thread)?;
+        loops[0].set_listener(listener).map_err(StartError::Thread)?;
         let handles = loops
             .into_iter()
             .enumerate()
-            .map(|(i, l)| {
-                std::thread::Builder::new()
-                    .name(format!("sessiond-net-{i}"))
-                    .spawn(move || l.run())
-            })
+            .map(|(i, l)| std::thread::Builder::new().name(format!("sessiond-net-{i}")).spawn(move || l.run()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
-        Ok(Self {
-            socket,
-            loops: handles,
-            mailboxes,
-            shutdown,
-            writer,
-            events_tx,
-            events_rx,
-        })
+        Ok(Self { socket, loops: handles, mailboxes, shutdown, writer, events_tx, events_rx })
     }
 
     pub fn socket_path(&self) -> &std::path::Path {

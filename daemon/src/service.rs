@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sessiond_protocol::{
-    Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION,
-    Patch, Replace, Request, Response, SessionKey, StatsOk,
+    Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
+    Request, Response, SessionKey, StatsOk,
 };
 
 use crate::cache::Cache;
@@ -55,14 +55,7 @@ impl Service {
         writer: WriterQueue,
         limits: config::Limits,
     ) -> Self {
-        Self {
-            store,
-            cache,
-            stats,
-            clock,
-            writer,
-            limits,
-        }
+        Self { store, cache, stats, clock, writer, limits }
     }
 
     pub fn stats(&self) -> &Stats {
@@ -89,17 +82,11 @@ impl Service {
         };
         match self.writer.submit(Job { op, reply: reply() }) {
             Ok(()) => Outcome::Queued,
-            Err(SubmitError::Full(_)) => {
+            Err(SubmitError::Full) => {
                 Stats::add(&self.stats.writer_queue_full, 1);
-                Outcome::Now(reject(
-                    ErrorCode::Busy,
-                    "the write queue is full; retry shortly",
-                ))
+                Outcome::Now(reject(ErrorCode::Busy, "the write queue is full; retry shortly"))
             }
-            Err(SubmitError::Closed(_)) => Outcome::Now(reject(
-                ErrorCode::Unavailable,
-                "the daemon is shutting down",
-            )),
+            Err(SubmitError::Closed) => Outcome::Now(reject(ErrorCode::Unavailable, "the daemon is shutting down")),
         }
     }
 
@@ -113,38 +100,25 @@ impl Service {
                 if touch {
                     Routed::Write(Op::GetTouch { key })
                 } else {
-                    Routed::Now(Response::Session(
-                        self.read_live(&key)?.ok_or_else(not_found)?.to_body(),
-                    ))
+                    Routed::Now(Response::Session(self.read_live(&key)?.ok_or_else(not_found)?.to_body()))
                 }
             }
             Request::Exists(KeyOnly { key }) => {
                 let exists = self.read_live(&parse_key(&key)?)?.is_some();
                 Routed::Now(Response::Exists(ExistsOk { exists }))
             }
-            Request::Create(Create { fields, expiry }) => Routed::Write(Op::Create {
-                fields: self.check_fields(fields)?,
-                expiry,
-            }),
-            Request::Replace(Replace {
-                key,
-                fields,
-                expected_version,
-            }) => Routed::Write(Op::Replace {
+            Request::Create(Create { fields, expiry }) => {
+                Routed::Write(Op::Create { fields: self.check_fields(fields)?, expiry })
+            }
+            Request::Replace(Replace { key, fields, expected_version }) => Routed::Write(Op::Replace {
                 key: parse_key(&key)?,
                 fields: self.check_fields(fields)?,
                 expected_version,
             }),
             Request::Patch(patch) => Routed::Write(self.check_patch(patch)?),
-            Request::Touch(KeyOnly { key }) => Routed::Write(Op::Touch {
-                key: parse_key(&key)?,
-            }),
-            Request::Delete(KeyOnly { key }) => Routed::Write(Op::Delete {
-                key: parse_key(&key)?,
-            }),
-            Request::Cycle(KeyOnly { key }) => Routed::Write(Op::Cycle {
-                key: parse_key(&key)?,
-            }),
+            Request::Touch(KeyOnly { key }) => Routed::Write(Op::Touch { key: parse_key(&key)? }),
+            Request::Delete(KeyOnly { key }) => Routed::Write(Op::Delete { key: parse_key(&key)? }),
+            Request::Cycle(KeyOnly { key }) => Routed::Write(Op::Cycle { key: parse_key(&key)? }),
         })
     }
 
@@ -152,10 +126,7 @@ impl Service {
         if hello.version != PROTOCOL_VERSION {
             return Err(reject(
                 ErrorCode::Unsupported,
-                format!(
-                    "protocol version {} is not supported; this daemon speaks {PROTOCOL_VERSION}",
-                    hello.version
-                ),
+                format!("protocol version {} is not supported; this daemon speaks {PROTOCOL_VERSION}", hello.version),
             ));
         }
         Ok(Response::Hello(HelloOk {
@@ -166,18 +137,10 @@ impl Service {
     }
 
     fn stats_snapshot(&self) -> StatsOk {
-        self.stats
-            .cache_hits
-            .store(self.cache.hits(), Ordering::Relaxed);
-        self.stats
-            .cache_misses
-            .store(self.cache.misses(), Ordering::Relaxed);
-        self.stats
-            .cache_bytes
-            .store(self.cache.memory_bytes() as u64, Ordering::Relaxed);
-        StatsOk {
-            counters: self.stats.snapshot(),
-        }
+        self.stats.cache_hits.store(self.cache.hits(), Ordering::Relaxed);
+        self.stats.cache_misses.store(self.cache.misses(), Ordering::Relaxed);
+        self.stats.cache_bytes.store(self.cache.memory_bytes() as u64, Ordering::Relaxed);
+        StatsOk { counters: self.stats.snapshot() }
     }
 
     /// The committed, live record of `key`: cache first, then redb.
@@ -205,18 +168,12 @@ impl Service {
     fn check_fields(&self, mut fields: Vec<Field>) -> Result<Vec<Field>, Reject> {
         let l = &self.limits;
         if fields.len() > l.max_fields as usize {
-            return Err(reject(
-                ErrorCode::TooLarge,
-                format!("{} fields; the limit is {}", fields.len(), l.max_fields),
-            ));
+            return Err(reject(ErrorCode::TooLarge, format!("{} fields; the limit is {}", fields.len(), l.max_fields)));
         }
         fields.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for pair in fields.windows(2) {
             if pair[0].name == pair[1].name {
-                return Err(reject(
-                    ErrorCode::BadRequest,
-                    format!("field {:?} is given twice", pair[0].name),
-                ));
+                return Err(reject(ErrorCode::BadRequest, format!("field {:?} is given twice", pair[0].name)));
             }
         }
         for f in &fields {
@@ -226,10 +183,7 @@ impl Service {
         if bytes > l.max_session_bytes as usize {
             return Err(reject(
                 ErrorCode::TooLarge,
-                format!(
-                    "{bytes} bytes of data; the limit is {}",
-                    l.max_session_bytes
-                ),
+                format!("{bytes} bytes of data; the limit is {}", l.max_session_bytes),
             ));
         }
         Ok(fields)
@@ -237,31 +191,19 @@ impl Service {
 
     fn check_name(&self, name: &str) -> Result<(), Reject> {
         if name.is_empty() {
-            return Err(reject(
-                ErrorCode::BadRequest,
-                "field names must not be empty",
-            ));
+            return Err(reject(ErrorCode::BadRequest, "field names must not be empty"));
         }
         if name.len() > self.limits.max_field_name as usize {
             return Err(reject(
                 ErrorCode::TooLarge,
-                format!(
-                    "field name of {} bytes; the limit is {}",
-                    name.len(),
-                    self.limits.max_field_name
-                ),
+                format!("field name of {} bytes; the limit is {}", name.len(), self.limits.max_field_name),
             ));
         }
         Ok(())
     }
 
     fn check_patch(&self, patch: Patch) -> Result<Op, Reject> {
-        let Patch {
-            key,
-            set,
-            mut remove,
-            expected_version,
-        } = patch;
+        let Patch { key, set, mut remove, expected_version } = patch;
         let key = parse_key(&key)?;
         let set = self.check_fields(set)?;
         if remove.len() > self.limits.max_fields as usize {
@@ -272,18 +214,10 @@ impl Service {
         for name in &remove {
             self.check_name(name)?;
             if set.binary_search_by(|f| f.name.cmp(name)).is_ok() {
-                return Err(reject(
-                    ErrorCode::BadRequest,
-                    format!("field {name:?} is both set and removed"),
-                ));
+                return Err(reject(ErrorCode::BadRequest, format!("field {name:?} is both set and removed")));
             }
         }
-        Ok(Op::Patch {
-            key,
-            set,
-            remove,
-            expected_version,
-        })
+        Ok(Op::Patch { key, set, remove, expected_version })
     }
 }
 

@@ -11,8 +11,7 @@ use sessiond_protocol::SessionKey;
 
 use crate::record::{CorruptRecord, Record};
 
-pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> =
-    TableDefinition::new("sessions");
+pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> = TableDefinition::new("sessions");
 pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
 
 /// The schema version this build reads and writes.
@@ -23,9 +22,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub enum StoreError {
     #[error("the database {0} is held by another process (is another sessiond running?)")]
     Locked(String),
-    #[error(
-        "the database was written by a newer sessiond (schema {found}, this build reads {SCHEMA_VERSION})"
-    )]
+    #[error("the database was written by a newer sessiond (schema {found}, this build reads {SCHEMA_VERSION})")]
     NewerSchema { found: u64 },
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
@@ -40,13 +37,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
 #[derive(Debug)]
 pub struct Store {
@@ -60,16 +51,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<(Self, u64), StoreError> {
         let db = Database::builder()
             .set_repair_callback(|session| {
-                tracing::warn!(
-                    progress = session.progress(),
-                    "repairing the database after an unclean shutdown"
-                );
+                tracing::warn!(progress = session.progress(), "repairing the database after an unclean shutdown");
             })
             .create(path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::Locked(path.display().to_string())
-                }
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
                 other => StoreError::Redb(other.into()),
             })?;
         let txn = db.begin_write()?;
@@ -91,6 +77,19 @@ impl Store {
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// Every stored session, live or expired, in key order. For offline
+    /// checks and tools; the daemon's request path never scans.
+    pub fn scan(&self) -> Result<Vec<(SessionKey, Record)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push((SessionKey::from_bytes(key.value()), Record::decode(value.value())?));
+        }
+        Ok(out)
     }
 
     /// Reads the committed record of `key`, live or not.

@@ -19,9 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableTable, Table};
-use sessiond_protocol::{
-    Created, DeletedOk, ErrorCode, Expiry, Field, Response, SessionKey, Written,
-};
+use sessiond_protocol::{Created, DeletedOk, ErrorCode, Expiry, Field, Response, SessionKey, Written};
 
 use crate::cache::Cache;
 use crate::clock::Clock;
@@ -101,19 +99,20 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-/// Why a job was not queued; the job comes back so it can be answered.
-#[derive(Debug)]
+/// Why a job was not queued; the caller answers the request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitError {
-    Full(Job),
-    Closed(Job),
+    /// The queue is at capacity: the writer is behind.
+    Full,
+    /// The writer has stopped.
+    Closed,
 }
 
 impl WriterQueue {
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         self.tx.try_send(Msg::Job(job)).map_err(|e| match e {
-            TrySendError::Full(Msg::Job(j)) => SubmitError::Full(j),
-            TrySendError::Disconnected(Msg::Job(j)) => SubmitError::Closed(j),
-            _ => unreachable!("only jobs are sent with try_send"),
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
         })
     }
 }
@@ -136,24 +135,10 @@ impl Writer {
         on_fatal: Box<dyn Fn(String) + Send>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity);
-        let state = WriterThread {
-            store,
-            cache,
-            stats,
-            clock,
-            config,
-            rx,
-            on_fatal,
-            failed: false,
-            volatile_since: None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("sessiond-writer".into())
-            .spawn(move || state.run())?;
-        Ok(Self {
-            queue: WriterQueue { tx },
-            thread,
-        })
+        let state =
+            WriterThread { store, cache, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
+        let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
+        Ok(Self { queue: WriterQueue { tx }, thread })
     }
 
     pub fn queue(&self) -> WriterQueue {
@@ -207,14 +192,7 @@ impl Batch<'_> {
                 Some(bytes) => Some(Record::decode(bytes.value())?),
                 None => None,
             };
-            self.slots.insert(
-                key,
-                Slot {
-                    existed: record.is_some(),
-                    record,
-                    dirty: false,
-                },
-            );
+            self.slots.insert(key, Slot { existed: record.is_some(), record, dirty: false });
         }
         Ok(self.slots.get_mut(&key).expect("inserted above"))
     }
@@ -223,11 +201,7 @@ impl Batch<'_> {
     fn live(&mut self, key: SessionKey) -> Result<Option<&mut Slot>, StoreError> {
         let now = self.now;
         let slot = self.slot(key)?;
-        Ok(slot
-            .record
-            .as_ref()
-            .is_some_and(|r| r.is_live(now))
-            .then_some(slot))
+        Ok(slot.record.as_ref().is_some_and(|r| r.is_live(now)).then_some(slot))
     }
 
     /// True if `key` names any row, live, expired or written in this batch:
@@ -244,20 +218,14 @@ impl Batch<'_> {
             let key = match crate::keys::generate() {
                 Ok(k) => k,
                 Err(e) => {
-                    return Ok(Err(Response::error(
-                        ErrorCode::Internal,
-                        format!("no randomness: {e}"),
-                    )));
+                    return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}"))));
                 }
             };
             if !self.taken(key)? {
                 return Ok(Ok(key));
             }
         }
-        Ok(Err(Response::error(
-            ErrorCode::Internal,
-            "could not draw an unused key",
-        )))
+        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused key")))
     }
 
     fn put(&mut self, key: SessionKey, record: Option<Record>) {
@@ -268,14 +236,7 @@ impl Batch<'_> {
                 slot.dirty = true;
             }
             None => {
-                self.slots.insert(
-                    key,
-                    Slot {
-                        existed: false,
-                        record,
-                        dirty: true,
-                    },
-                );
+                self.slots.insert(key, Slot { existed: false, record, dirty: true });
             }
         }
     }
@@ -286,10 +247,7 @@ fn not_found() -> Response {
 }
 
 fn conflict(expected: u64, found: u64) -> Response {
-    Response::error(
-        ErrorCode::VersionConflict,
-        format!("expected version {expected}, found {found}"),
-    )
+    Response::error(ErrorCode::VersionConflict, format!("expected version {expected}, found {found}"))
 }
 
 impl WriterThread {
@@ -317,11 +275,8 @@ impl WriterThread {
             }
         }
         // Answer anything still queued, then make every commit durable.
-        let rest: Vec<Job> = self
-            .rx
-            .try_iter()
-            .filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None })
-            .collect();
+        let rest: Vec<Job> =
+            self.rx.try_iter().filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None }).collect();
         if !rest.is_empty() {
             self.commit_batch(rest);
         }
@@ -338,10 +293,7 @@ impl WriterThread {
                 (Some(since), Some(interval)) => since + interval,
                 _ => return self.rx.recv().ok(),
             };
-            match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(msg) => return Some(msg),
                 Err(RecvTimeoutError::Timeout) => self.flush_durable(),
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -377,12 +329,8 @@ impl WriterThread {
 
     fn commit_batch(&mut self, jobs: Vec<Job>) {
         if self.failed {
-            let unavailable = jobs.into_iter().map(|j| {
-                (
-                    j.reply,
-                    Response::error(ErrorCode::Unavailable, "storage has failed"),
-                )
-            });
+            let unavailable =
+                jobs.into_iter().map(|j| (j.reply, Response::error(ErrorCode::Unavailable, "storage has failed")));
             deliver_all(unavailable);
             return;
         }
@@ -397,10 +345,9 @@ impl WriterThread {
                 if stored_delta >= 0 {
                     Stats::add(&self.stats.sessions_stored, stored_delta.unsigned_abs());
                 } else {
-                    self.stats.sessions_stored.fetch_sub(
-                        stored_delta.unsigned_abs(),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
+                    self.stats
+                        .sessions_stored
+                        .fetch_sub(stored_delta.unsigned_abs(), std::sync::atomic::Ordering::Relaxed);
                 }
                 Stats::add(&self.stats.commits, 1);
                 Stats::add(&self.stats.committed_ops, jobs.len() as u64);
@@ -408,12 +355,8 @@ impl WriterThread {
             }
             Err(e) => {
                 self.fail(&e);
-                let unavailable = jobs.into_iter().map(|j| {
-                    (
-                        j.reply,
-                        Response::error(ErrorCode::Unavailable, "commit failed"),
-                    )
-                });
+                let unavailable =
+                    jobs.into_iter().map(|j| (j.reply, Response::error(ErrorCode::Unavailable, "commit failed")));
                 deliver_all(unavailable);
             }
         }
@@ -426,20 +369,12 @@ impl WriterThread {
     ) -> Result<(Vec<Response>, HashMap<SessionKey, Slot>), StoreError> {
         let mut txn = self.store.db().begin_write()?;
         let durable = self.config.flush_interval.is_none();
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
         // The data written is chosen by clients; 2PC keeps a torn commit
         // from ever validating (see redb's set_two_phase_commit docs).
         txn.set_two_phase_commit(true);
         let (responses, slots) = {
-            let mut batch = Batch {
-                table: txn.open_table(SESSIONS)?,
-                slots: HashMap::new(),
-                now,
-            };
+            let mut batch = Batch { table: txn.open_table(SESSIONS)?, slots: HashMap::new(), now };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let response = match self.apply(&mut batch, &job.op) {
@@ -455,9 +390,7 @@ impl WriterThread {
             for (key, slot) in batch.slots.iter().filter(|(_, s)| s.dirty) {
                 match &slot.record {
                     Some(record) => {
-                        batch
-                            .table
-                            .insert(key.as_bytes(), record.encode().as_slice())?;
+                        batch.table.insert(key.as_bytes(), record.encode().as_slice())?;
                     }
                     None if slot.existed => {
                         batch.table.remove(key.as_bytes())?;
@@ -480,21 +413,14 @@ impl WriterThread {
         if record.fields.len() > self.config.max_fields {
             return Some(Response::error(
                 ErrorCode::TooLarge,
-                format!(
-                    "session would have {} fields; the limit is {}",
-                    record.fields.len(),
-                    self.config.max_fields
-                ),
+                format!("session would have {} fields; the limit is {}", record.fields.len(), self.config.max_fields),
             ));
         }
         let bytes = record.data_bytes();
         (bytes > self.config.max_session_bytes).then(|| {
             Response::error(
                 ErrorCode::TooLarge,
-                format!(
-                    "session would hold {bytes} bytes; the limit is {}",
-                    self.config.max_session_bytes
-                ),
+                format!("session would hold {bytes} bytes; the limit is {}", self.config.max_session_bytes),
             )
         })
     }
@@ -509,11 +435,8 @@ impl WriterThread {
                     Err(resp) => return Ok(resp),
                 };
                 let record = Record::new(now, *expiry, fields.clone(), idle);
-                let created = Created {
-                    key: key.encode(),
-                    version: record.version,
-                    expires_at_ms: record.expires_at_ms,
-                };
+                let created =
+                    Created { key: key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
                 batch.put(key, Some(record));
                 Response::Created(created)
             }
@@ -526,29 +449,12 @@ impl WriterThread {
                 slot.dirty = true;
                 Response::Session(record.to_body())
             }
-            Op::Replace {
-                key,
-                fields,
-                expected_version,
-            } => self.modify(
-                batch,
-                *key,
-                *expected_version,
-                |r| r.fields = fields.clone(),
-                Response::Replaced,
-            )?,
-            Op::Patch {
-                key,
-                set,
-                remove,
-                expected_version,
-            } => self.modify(
-                batch,
-                *key,
-                *expected_version,
-                |r| r.patch(set.clone(), remove),
-                Response::Patched,
-            )?,
+            Op::Replace { key, fields, expected_version } => {
+                self.modify(batch, *key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)?
+            }
+            Op::Patch { key, set, remove, expected_version } => {
+                self.modify(batch, *key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)?
+            }
             Op::Touch { key } => {
                 let Some(slot) = batch.live(*key)? else {
                     return Ok(not_found());
@@ -556,10 +462,7 @@ impl WriterThread {
                 let record = slot.record.as_mut().expect("live slot has a record");
                 record.mark_active(now, idle);
                 slot.dirty = true;
-                Response::Touched(Written {
-                    version: record.version,
-                    expires_at_ms: record.expires_at_ms,
-                })
+                Response::Touched(Written { version: record.version, expires_at_ms: record.expires_at_ms })
             }
             Op::Delete { key } => {
                 let existed = batch.live(*key)?.is_some();
@@ -582,11 +485,8 @@ impl WriterThread {
                     }
                 };
                 record.mark_modified(now, idle);
-                let created = Created {
-                    key: new_key.encode(),
-                    version: record.version,
-                    expires_at_ms: record.expires_at_ms,
-                };
+                let created =
+                    Created { key: new_key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
                 batch.put(new_key, Some(record));
                 Response::Cycled(created)
             }
@@ -619,10 +519,7 @@ impl WriterThread {
             return Ok(too_large);
         }
         next.mark_modified(now, self.config.default_idle_secs);
-        let written = Written {
-            version: next.version,
-            expires_at_ms: next.expires_at_ms,
-        };
+        let written = Written { version: next.version, expires_at_ms: next.expires_at_ms };
         slot.record = Some(next);
         slot.dirty = true;
         Ok(wrap(written))

@@ -13,8 +13,7 @@ use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 
 type Config = Configuration<LittleEndian, Varint, Limit<{ crate::MAX_BODY_HARD_LIMIT as usize }>>;
 
-const CONFIG: Config =
-    bincode::config::standard().with_limit::<{ crate::MAX_BODY_HARD_LIMIT as usize }>();
+const CONFIG: Config = bincode::config::standard().with_limit::<{ crate::MAX_BODY_HARD_LIMIT as usize }>();
 
 /// Why a body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,8 +43,8 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
 
 /// Decodes exactly one `T` from the whole of `bytes`.
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, BodyError> {
-    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
-        .map_err(|e| BodyError::Malformed(e.to_string()))?;
+    let (value, used) =
+        bincode::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| BodyError::Malformed(e.to_string()))?;
     if used != bytes.len() {
         return Err(BodyError::Trailing(bytes.len() - used));
     }

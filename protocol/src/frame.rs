@@ -29,45 +29,37 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Parses and checks a header; `max_body` is the receiver's frame limit.
     pub fn parse(bytes: &[u8; HEADER_LEN], max_body: u32) -> Result<Self, FrameError> {
-        let u32_at =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let header = Self {
-            body_len: u32_at(0),
-            crc: u32_at(4),
-            request_id: u32_at(8),
-            opcode: bytes[12],
-        };
+        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let header = Self { body_len: u32_at(0), crc: u32_at(4), request_id: u32_at(8), opcode: bytes[12] };
         if bytes[13..16] != [0, 0, 0] {
             return Err(FrameError::Reserved);
         }
         if header.body_len > max_body {
-            return Err(FrameError::TooLarge {
-                len: header.body_len,
-                max: max_body,
-            });
+            return Err(FrameError::TooLarge { len: header.body_len, max: max_body });
         }
         Ok(header)
     }
 
     /// Checks a body, read separately from the header, against the CRC.
     pub fn verify(&self, body: &[u8]) -> Result<(), FrameError> {
-        if crc32fast::hash(body) == self.crc {
-            Ok(())
-        } else {
-            Err(FrameError::BadCrc)
-        }
+        if crc32fast::hash(body) == self.crc { Ok(()) } else { Err(FrameError::BadCrc) }
     }
+}
+
+/// A whole frame found in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub header: FrameHeader,
+    pub body: &'a [u8],
+    /// Bytes the frame occupies: header plus body.
+    pub len: usize,
 }
 
 /// Looks for one whole frame at the start of `buf`.
 ///
-/// Returns `Ok(None)` if more bytes are needed, or the header, the body and
-/// the number of bytes the frame occupies. The header is checked before the
+/// Returns `Ok(None)` if more bytes are needed. The header is checked before the
 /// body is awaited, so an oversized length fails at once.
-pub fn decode_frame(
-    buf: &[u8],
-    max_body: u32,
-) -> Result<Option<(FrameHeader, &[u8], usize)>, FrameError> {
+pub fn decode_frame(buf: &[u8], max_body: u32) -> Result<Option<Frame<'_>>, FrameError> {
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -77,19 +69,14 @@ pub fn decode_frame(
         return Ok(None);
     };
     header.verify(body)?;
-    Ok(Some((header, body, total)))
+    Ok(Some(Frame { header, body, len: total }))
 }
 
 /// Appends a frame to `out`; `write_body` appends the body bytes.
 ///
 /// The header is written first as a placeholder and patched once the body
 /// length and CRC are known, so the body is encoded in place, without a copy.
-pub fn encode_frame(
-    out: &mut Vec<u8>,
-    request_id: u32,
-    opcode: u8,
-    write_body: impl FnOnce(&mut Vec<u8>),
-) {
+pub fn encode_frame(out: &mut Vec<u8>, request_id: u32, opcode: u8, write_body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     write_body(out);
@@ -119,24 +106,16 @@ mod tests {
         for cut in 0..f.len() {
             assert_eq!(decode_frame(&f[..cut], 1024), Ok(None), "cut at {cut}");
         }
-        let (h, body, used) = decode_frame(&f, 1024).unwrap().unwrap();
-        assert_eq!(
-            (h.request_id, h.opcode, body, used),
-            (7, 0x02, &b"hello"[..], f.len())
-        );
+        let frame = decode_frame(&f, 1024).unwrap().unwrap();
+        let h = frame.header;
+        assert_eq!((h.request_id, h.opcode, frame.body, frame.len), (7, 0x02, &b"hello"[..], f.len()));
     }
 
     #[test]
     fn oversized_length_fails_before_the_body_arrives() {
         let mut f = frame(b"");
         f[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            decode_frame(&f[..HEADER_LEN], 1 << 20),
-            Err(FrameError::TooLarge {
-                len: u32::MAX,
-                max: 1 << 20
-            })
-        );
+        assert_eq!(decode_frame(&f[..HEADER_LEN], 1 << 20), Err(FrameError::TooLarge { len: u32::MAX, max: 1 << 20 }));
     }
 
     #[test]

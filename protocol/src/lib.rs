@@ -13,7 +13,7 @@ pub mod key;
 pub mod message;
 
 pub use error::{DecodeError, ErrorCode, FrameError};
-pub use frame::{FrameHeader, HEADER_LEN, decode_frame, encode_frame};
+pub use frame::{Frame, FrameHeader, HEADER_LEN, decode_frame, encode_frame};
 pub use key::{KEY_BYTES, KEY_CHARS, KeyError, SessionKey};
 pub use message::*;
 

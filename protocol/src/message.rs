@@ -287,10 +287,7 @@ message_enum! {
 
 impl Response {
     pub fn error(code: crate::ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error(ErrorBody {
-            code: code as u16,
-            message: message.into(),
-        })
+        Self::Error(ErrorBody { code: code as u16, message: message.into() })
     }
 }
 
@@ -303,16 +300,16 @@ mod tests {
     fn round_trip_request(req: &Request) -> Request {
         let mut out = Vec::new();
         req.encode_frame(42, &mut out);
-        let (head, body, used) = decode_frame(&out, u32::MAX).unwrap().unwrap();
-        assert_eq!((head.request_id, used), (42, out.len()));
-        Request::decode(head.opcode, body).unwrap()
+        let frame = decode_frame(&out, u32::MAX).unwrap().unwrap();
+        assert_eq!((frame.header.request_id, frame.len), (42, out.len()));
+        Request::decode(frame.header.opcode, frame.body).unwrap()
     }
 
     fn round_trip_response(resp: &Response) -> Response {
         let mut out = Vec::new();
         resp.encode_frame(u32::MAX, &mut out);
-        let (head, body, _) = decode_frame(&out, u32::MAX).unwrap().unwrap();
-        Response::decode(head.opcode, body).unwrap()
+        let frame = decode_frame(&out, u32::MAX).unwrap().unwrap();
+        Response::decode(frame.header.opcode, frame.body).unwrap()
     }
 
     proptest! {
@@ -340,10 +337,7 @@ mod tests {
         let mut body = Vec::new();
         Request::Ping(Empty {}).encode_body(&mut body);
         body.push(0);
-        assert!(matches!(
-            Request::decode(op::PING, &body),
-            Err(DecodeError::Body { .. })
-        ));
+        assert!(matches!(Request::decode(op::PING, &body), Err(DecodeError::Body { .. })));
     }
 
     #[test]
@@ -356,13 +350,7 @@ mod tests {
 
     #[test]
     fn unknown_opcodes_are_typed_errors() {
-        assert_eq!(
-            Request::decode(0x7F, &[]),
-            Err(DecodeError::UnknownOpcode(0x7F))
-        );
-        assert_eq!(
-            Response::decode(0xFF, &[]),
-            Err(DecodeError::UnknownOpcode(0xFF))
-        );
+        assert_eq!(Request::decode(0x7F, &[]), Err(DecodeError::UnknownOpcode(0x7F)));
+        assert_eq!(Response::decode(0xFF, &[]), Err(DecodeError::UnknownOpcode(0xFF)));
     }
 }

@@ -16,19 +16,10 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_NOT_FOUND: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sessionctl",
-    version,
-    about = "Administer a sessiond daemon over its Unix socket"
-)]
+#[command(name = "sessionctl", version, about = "Administer a sessiond daemon over its Unix socket")]
 struct Cli {
     /// The daemon's socket.
-    #[arg(
-        long,
-        env = "SESSIOND_SOCKET",
-        default_value = "sessiond-data/sessiond.sock",
-        value_name = "PATH"
-    )]
+    #[arg(long, env = "SESSIOND_SOCKET", default_value = "sessiond-data/sessiond.sock", value_name = "PATH")]
     socket: PathBuf,
     /// Print results as JSON.
     #[arg(long, global = true)]
@@ -131,50 +122,28 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
         Command::Create { set, idle } => {
             let expiry = idle.map_or(Expiry::Default, Expiry::IdleSecs);
             let c = client.create(set, expiry)?;
-            out.print(
-                &c.key,
-                json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}),
-            );
+            out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
         }
         Command::Get { key, touch } => {
-            let session = if touch {
-                client.get_touch(&key)?
-            } else {
-                client.get(&key)?
-            };
+            let session = if touch { client.get_touch(&key)? } else { client.get(&key)? };
             print_session(&out, &session);
         }
         Command::Exists { key } => {
             let exists = client.exists(&key)?;
-            out.print(
-                if exists { "true" } else { "false" },
-                json!({"exists": exists}),
-            );
+            out.print(if exists { "true" } else { "false" }, json!({"exists": exists}));
             if !exists {
                 return Ok(ExitCode::from(EXIT_NOT_FOUND));
             }
         }
-        Command::Set {
-            key,
-            fields,
-            if_version,
-        } => {
+        Command::Set { key, fields, if_version } => {
             let w = client.patch(&key, fields, Vec::new(), if_version)?;
             out.written(w);
         }
-        Command::Unset {
-            key,
-            names,
-            if_version,
-        } => {
+        Command::Unset { key, names, if_version } => {
             let w = client.patch(&key, Vec::<(String, String)>::new(), names, if_version)?;
             out.written(w);
         }
-        Command::Replace {
-            key,
-            fields,
-            if_version,
-        } => {
+        Command::Replace { key, fields, if_version } => {
             let w = client.replace(&key, fields, if_version)?;
             out.written(w);
         }
@@ -187,21 +156,12 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
         }
         Command::Cycle { key } => {
             let c = client.cycle(&key)?;
-            out.print(
-                &c.key,
-                json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}),
-            );
+            out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
         }
         Command::Stats => {
             let counters = client.stats()?;
-            let text: Vec<String> = counters
-                .iter()
-                .map(|c| format!("{} {}", c.name, c.value))
-                .collect();
-            let map: serde_json::Map<String, Value> = counters
-                .into_iter()
-                .map(|c| (c.name, json!(c.value)))
-                .collect();
+            let text: Vec<String> = counters.iter().map(|c| format!("{} {}", c.name, c.value)).collect();
+            let map: serde_json::Map<String, Value> = counters.into_iter().map(|c| (c.name, json!(c.value))).collect();
             out.print(&text.join("\n"), Value::Object(map));
         }
     }
@@ -222,10 +182,7 @@ impl Output {
     }
 
     fn written(&self, w: sessiond_client::Written) {
-        self.print(
-            &format!("version {}", w.version),
-            json!({"version": w.version, "expires_at_ms": w.expires_at_ms}),
-        );
+        self.print(&format!("version {}", w.version), json!({"version": w.version, "expires_at_ms": w.expires_at_ms}));
     }
 }
 
@@ -236,20 +193,12 @@ fn print_session(out: &Output, s: &Session) {
         Ok(text) => text.to_owned(),
         Err(_) => format!("0x{}", hex::encode(v)),
     };
-    let mut text: Vec<String> = s
-        .fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", shown(v)))
-        .collect();
+    let mut text: Vec<String> = s.fields.iter().map(|(k, v)| format!("{k}={}", shown(v))).collect();
     text.push(format!(
         "# version {} created_ms {} modified_ms {} last_active_ms {} expires_at_ms {}",
         s.version, s.created_ms, s.modified_ms, s.last_active_ms, s.expires_at_ms
     ));
-    let fields: serde_json::Map<String, Value> = s
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(shown(v))))
-        .collect();
+    let fields: serde_json::Map<String, Value> = s.fields.iter().map(|(k, v)| (k.clone(), json!(shown(v)))).collect();
     let value = json!({
         "fields": fields,
         "version": s.version,

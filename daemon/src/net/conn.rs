@@ -111,28 +111,19 @@ impl Conn {
         let buffered = &self.rbuf[self.lo..self.hi];
         match decode_frame(buffered, max_frame) {
             Ok(None) => Incoming::Nothing,
-            Ok(Some((header, body, used))) => {
-                let decoded = Request::decode(header.opcode, body);
-                self.lo += used;
+            Ok(Some(frame)) => {
+                let header = frame.header;
+                let decoded = Request::decode(header.opcode, frame.body);
+                self.lo += frame.len;
                 match decoded {
                     Ok(request) => Incoming::Request(header.request_id, request),
-                    Err(e) => Incoming::Bad {
-                        request_id: header.request_id,
-                        code: e.code(),
-                        message: e.to_string(),
-                    },
+                    Err(e) => Incoming::Bad { request_id: header.request_id, code: e.code(), message: e.to_string() },
                 }
             }
             Err(e) => {
                 // The header was whole (errors need it), so its id is readable.
-                let id = buffered
-                    .get(8..12)
-                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                Incoming::Bad {
-                    request_id: id,
-                    code: e.code(),
-                    message: e.to_string(),
-                }
+                let id = buffered.get(8..12).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                Incoming::Bad { request_id: id, code: e.code(), message: e.to_string() }
             }
         }
     }

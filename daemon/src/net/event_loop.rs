@@ -88,9 +88,7 @@ impl EventLoop {
     }
 
     pub fn set_listener(&mut self, mut listener: UnixListener) -> io::Result<()> {
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
         Ok(())
     }
@@ -196,11 +194,7 @@ impl EventLoop {
     fn register(&mut self, mut stream: UnixStream) {
         let entry = self.conns.vacant_entry();
         let token = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(token), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(token), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a connection");
             self.forget_connection();
             return;
@@ -213,12 +207,7 @@ impl EventLoop {
     fn receive(&mut self, mail: Mail) {
         match mail {
             Mail::Conn(stream) => self.register(stream),
-            Mail::Reply {
-                token,
-                generation,
-                request_id,
-                response,
-            } => {
+            Mail::Reply { token, generation, request_id, response } => {
                 let Some(conn) = self.conns.get_mut(token) else {
                     return;
                 };
@@ -290,20 +279,13 @@ impl EventLoop {
     fn serve_frames(&mut self, token: usize) {
         loop {
             let conn = &mut self.conns[token];
-            if conn.closing
-                || conn.inflight >= self.config.max_inflight
-                || conn.output_pending() >= OUTPUT_HIGH_WATER
-            {
+            if conn.closing || conn.inflight >= self.config.max_inflight || conn.output_pending() >= OUTPUT_HIGH_WATER {
                 return;
             }
             match conn.next_frame(self.config.max_frame) {
                 Incoming::Nothing => return,
                 Incoming::Request(id, request) => self.dispatch(token, id, request),
-                Incoming::Bad {
-                    request_id,
-                    code,
-                    message,
-                } => {
+                Incoming::Bad { request_id, code, message } => {
                     Stats::add(&self.service.stats().frames_rejected, 1);
                     tracing::debug!(%code, %message, "rejected a frame; closing the connection");
                     self.answer(token, request_id, Response::error(code, message));
@@ -328,12 +310,7 @@ impl EventLoop {
         }
         let generation = conn.generation;
         let mailbox = &self.mailbox;
-        let reply = || ReplyTo::Conn {
-            mailbox: mailbox.clone(),
-            token,
-            generation,
-            request_id,
-        };
+        let reply = || ReplyTo::Conn { mailbox: mailbox.clone(), token, generation, request_id };
         match self.service.handle(request, reply) {
             Outcome::Queued => self.conns[token].inflight += 1,
             Outcome::Now(response) => {
@@ -368,17 +345,9 @@ impl EventLoop {
             return;
         }
         if done == conn.write_interest {
-            let interest = if done {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
+            let interest = if done { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE };
             conn.write_interest = !done;
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .reregister(&mut conn.stream, Token(token), interest)
-            {
+            if let Err(e) = self.poll.registry().reregister(&mut conn.stream, Token(token), interest) {
                 tracing::debug!(error = %e, "reregister failed; closing the connection");
                 self.close(token);
             }
@@ -394,10 +363,7 @@ impl EventLoop {
 
     fn forget_connection(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
-        self.service
-            .stats()
-            .connections_active
-            .fetch_sub(1, Ordering::Relaxed);
+        self.service.stats().connections_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -24,10 +24,7 @@ pub enum SocketError {
 /// answers on is not. Must be called before other threads start, since the
 /// umask is process-wide.
 pub fn bind_socket(path: &Path, mode: u32) -> Result<mio::net::UnixListener, SocketError> {
-    let bind_err = |source| SocketError::Bind {
-        path: path.to_owned(),
-        source,
-    };
+    let bind_err = |source| SocketError::Bind { path: path.to_owned(), source };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -61,10 +58,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         // A live listener refuses a second bind.
-        assert!(matches!(
-            bind_socket(&path, 0o640),
-            Err(SocketError::InUse(_))
-        ));
+        assert!(matches!(bind_socket(&path, 0o640), Err(SocketError::InUse(_))));
         drop(listener);
         // The file is now stale: nobody answers, so it is replaced.
         bind_socket(&path, 0o600).unwrap();
@@ -75,10 +69,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-a-socket");
         std::fs::write(&path, b"data").unwrap();
-        assert!(matches!(
-            bind_socket(&path, 0o660),
-            Err(SocketError::NotASocket(_))
-        ));
+        assert!(matches!(bind_socket(&path, 0o660), Err(SocketError::NotASocket(_))));
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
     }
 }

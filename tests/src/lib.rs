@@ -1,0 +1,183 @@
+//! The harness for end-to-end tests: starts the real `sessiond` binary on a
+//! temporary directory, waits for its readiness line (never a fixed sleep)
+//! and kills it on drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The directory holding this build's binaries (target/debug or
+/// target/release), found from the test executable's own path.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path of a workspace binary, built once per test process so a test never
+/// runs a stale one.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let release = bin_dir().ends_with("release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "sessiond", "-p", "sessiond-client", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A running daemon on its own data directory.
+#[derive(Debug)]
+pub struct Daemon {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    config: Option<PathBuf>,
+    stderr_log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon on `data_dir` with an optional TOML config text.
+    pub fn start(data_dir: &Path, config: Option<&str>) -> Self {
+        let config_path = config.map(|text| {
+            let path = data_dir.with_extension("toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        Self::spawn(data_dir.to_path_buf(), config_path)
+    }
+
+    fn spawn(data_dir: PathBuf, config: Option<PathBuf>) -> Self {
+        let socket = data_dir.join("sessiond.sock");
+        let stderr_log = data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log).unwrap();
+        let mut cmd = Command::new(binary("sessiond"));
+        cmd.arg("--data-dir").arg(&data_dir).arg("--threads").arg("2");
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", std::env::var("SESSIOND_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sessiond");
+        wait_ready(&mut child, &stderr_log);
+        Self { child, data_dir, socket, config, stderr_log }
+    }
+
+    /// Starts another daemon on the same data directory and config.
+    pub fn restart(&mut self) {
+        self.kill();
+        let next = Self::spawn(self.data_dir.clone(), self.config.clone());
+        // The old value's drop kills again: harmless, it is already reaped.
+        drop(std::mem::replace(self, next));
+    }
+
+    pub fn options(&self) -> sessiond_client::Options {
+        sessiond_client::Options::new(&self.socket).timeout(Duration::from_secs(10))
+    }
+
+    pub async fn client(&self) -> sessiond_client::Client {
+        sessiond_client::Client::connect(self.options()).await.expect("connect")
+    }
+
+    pub fn blocking(&self) -> sessiond_client::blocking::Client {
+        sessiond_client::blocking::Client::connect(self.options()).expect("connect")
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads the child's stdout until the readiness line, or fails the test
+/// with the daemon's log if it exits or takes too long.
+fn wait_ready(child: &mut Child, stderr_log: &Path) {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("sessiond ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(()) => {}
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "sessiond did not become ready ({status:?}); its log:\n{}",
+                std::fs::read_to_string(stderr_log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Runs `sessionctl` against `socket`; returns (exit code, stdout, stderr).
+pub fn sessionctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary("sessionctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("SESSIOND_SOCKET")
+        .output()
+        .expect("run sessionctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+    )
+}
