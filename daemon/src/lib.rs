@@ -17,6 +17,8 @@ pub mod store;
 pub mod writer;
 
 mod server;
+#[cfg(test)]
+mod testkit;
 
 pub use config::Config;
 pub use server::{Server, ServerEvent, StartError};

@@ -233,3 +233,163 @@ fn parse_key(text: &str) -> Result<SessionKey, Reject> {
 fn not_found() -> Reject {
     reject(ErrorCode::NotFound, "no such session")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use sessiond_protocol::{ErrorCode, Expiry, Field, Replace, Request, Response};
+
+    use crate::config::Config;
+    use crate::store::Store;
+    use crate::testkit::{Kit, T0, code};
+
+    const NOT_FOUND: Option<u16> = Some(ErrorCode::NotFound as u16);
+
+    fn session(r: Response) -> sessiond_protocol::SessionBody {
+        match r {
+            Response::Session(s) => s,
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn idle_expiry_is_exact_on_every_operation() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(1800));
+        kit.clock.set(T0 + 1_799_999);
+        assert_eq!(session(kit.get(&key, false)).fields.len(), 1, "alive one millisecond before");
+        kit.clock.set(T0 + 1_800_000);
+        assert_eq!(code(&kit.get(&key, false)), NOT_FOUND, "expired at the instant");
+        assert_eq!(code(&kit.get(&key, true)), NOT_FOUND);
+        assert_eq!(code(&kit.key_op(Request::Touch, &key)), NOT_FOUND);
+        assert_eq!(code(&kit.key_op(Request::Cycle, &key)), NOT_FOUND);
+        assert_eq!(code(&kit.patch(&key, "b", "2")), NOT_FOUND);
+        let replace = Request::Replace(Replace { key: key.clone(), fields: vec![], expected_version: None });
+        assert_eq!(code(&kit.call(replace)), NOT_FOUND);
+        assert!(matches!(kit.key_op(Request::Exists, &key), Response::Exists(e) if !e.exists));
+        assert!(matches!(kit.key_op(Request::Delete, &key), Response::Deleted(d) if !d.existed));
+    }
+
+    #[test]
+    fn touching_slides_idle_expiry_without_changing_data_or_version() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(60));
+        kit.clock.set(T0 + 59_000);
+        assert!(
+            matches!(kit.key_op(Request::Touch, &key), Response::Touched(w) if w.version == 1 && w.expires_at_ms == T0 + 119_000)
+        );
+        kit.clock.set(T0 + 118_999);
+        let s = session(kit.get(&key, false));
+        assert_eq!((s.version, s.last_active_ms, s.modified_ms), (1, T0 + 59_000, T0));
+        kit.clock.set(T0 + 119_000);
+        assert_eq!(code(&kit.get(&key, false)), NOT_FOUND);
+    }
+
+    #[test]
+    fn a_clock_stepping_backwards_never_shortens_or_breaks_a_session() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(60));
+        kit.clock.set(T0 - 3_600_000);
+        assert!(matches!(kit.key_op(Request::Touch, &key), Response::Touched(w) if w.expires_at_ms == T0 + 60_000));
+        assert!(matches!(kit.patch(&key, "b", "2"), Response::Patched(_)));
+        let s = session(kit.get(&key, false));
+        assert_eq!((s.expires_at_ms, s.last_active_ms, s.modified_ms), (T0 + 60_000, T0, T0));
+    }
+
+    #[test]
+    fn the_default_policy_uses_the_configured_age() {
+        let kit = Kit::new();
+        let key = kit.create(&[], Expiry::Default);
+        assert_eq!(session(kit.get(&key, false)).expires_at_ms, T0 + 1_209_600_000);
+    }
+
+    #[test]
+    fn delete_and_cycle_end_the_old_key_at_once_even_when_cached() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::Default);
+        session(kit.get(&key, false)); // now cached
+        assert!(matches!(kit.key_op(Request::Delete, &key), Response::Deleted(d) if d.existed));
+        assert_eq!(code(&kit.get(&key, false)), NOT_FOUND);
+
+        let key = kit.create(&[("a", "1")], Expiry::Default);
+        session(kit.get(&key, false));
+        let Response::Cycled(new) = kit.key_op(Request::Cycle, &key) else { panic!("cycle failed") };
+        assert_eq!(code(&kit.get(&key, false)), NOT_FOUND);
+        let s = session(kit.get(&new.key, false));
+        assert_eq!((s.version, s.fields.len()), (2, 1));
+    }
+
+    #[test]
+    fn field_names_are_checked_before_anything_is_queued() {
+        let kit = Kit::new();
+        let empty = vec![Field { name: String::new(), value: vec![] }];
+        let r = kit.call(Request::Create(sessiond_protocol::Create { fields: empty, expiry: Expiry::Default }));
+        assert_eq!(code(&r), Some(ErrorCode::BadRequest as u16));
+        let key = kit.create(&[("a", "1")], Expiry::Default);
+        let both = Request::Patch(sessiond_protocol::Patch {
+            key,
+            set: vec![Field { name: "a".into(), value: vec![] }],
+            remove: vec!["a".into()],
+            expected_version: None,
+        });
+        assert_eq!(code(&kit.call(both)), Some(ErrorCode::BadRequest as u16));
+    }
+
+    /// A storage backend whose writes and syncs fail while `fail` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: redb::backends::InMemoryBackend,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl redb::StorageBackend for Flaky {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected sync failure"));
+            }
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected write failure"));
+            }
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn after_a_failed_commit_no_write_is_ever_acknowledged() {
+        let fail = Arc::new(AtomicBool::new(false));
+        let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
+        let (store, _) = Store::open_backend(backend).unwrap();
+        let kit = Kit::with_store(store, &Config::default());
+        let key = kit.create(&[("a", "1")], Expiry::Default);
+
+        fail.store(true, Ordering::SeqCst);
+        let unavailable = Some(ErrorCode::Unavailable as u16);
+        assert_eq!(code(&kit.patch(&key, "a", "2")), unavailable);
+        assert!(kit.fatal.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "the daemon is told to stop");
+
+        // Even once the disk recovers, the writer stays closed: the state of
+        // the failed commit is unknown, so only a restart may write again.
+        fail.store(false, Ordering::SeqCst);
+        assert_eq!(code(&kit.patch(&key, "a", "3")), unavailable);
+        assert_eq!(
+            code(&kit.call(Request::Create(sessiond_protocol::Create { fields: vec![], expiry: Expiry::Default }))),
+            unavailable
+        );
+        // The acknowledged state is still what readers see.
+        assert_eq!(session(kit.get(&key, false)).fields[0].value, b"1");
+    }
+}

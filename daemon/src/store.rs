@@ -39,6 +39,14 @@ macro_rules! from_redb {
 }
 from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_repair_callback(|session| {
+        tracing::warn!(progress = session.progress(), "repairing the database after an unclean shutdown");
+    });
+    builder
+}
+
 #[derive(Debug)]
 pub struct Store {
     db: Database,
@@ -49,15 +57,21 @@ impl Store {
     /// then checks the schema version. Returns the store and the number of
     /// stored sessions.
     pub fn open(path: &Path) -> Result<(Self, u64), StoreError> {
-        let db = Database::builder()
-            .set_repair_callback(|session| {
-                tracing::warn!(progress = session.progress(), "repairing the database after an unclean shutdown");
-            })
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
-                other => StoreError::Redb(other.into()),
-            })?;
+        let db = builder().create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+            other => StoreError::Redb(other.into()),
+        })?;
+        Self::init(db)
+    }
+
+    /// Opens a database on any redb storage backend: tests use this to
+    /// inject I/O failures.
+    pub fn open_backend(backend: impl redb::StorageBackend) -> Result<(Self, u64), StoreError> {
+        let db = builder().create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<(Self, u64), StoreError> {
         let txn = db.begin_write()?;
         let stored = {
             let mut meta = txn.open_table(META)?;
