@@ -2,9 +2,11 @@
 //! records stored by the daemon.
 //!
 //! Bodies use bincode 2's standard configuration (little-endian, variable
-//! length integers) with an allocation limit, so a length prefix inside a
-//! body can never make the decoder allocate more than
-//! [`crate::MAX_BODY_HARD_LIMIT`] bytes.
+//! length integers) with a limit on claimed lengths, so length prefixes
+//! inside a body can never make the decoder allocate more than
+//! [`crate::MAX_BODY_HARD_LIMIT`] bytes in all. bincode reserves a claimed
+//! length before reading it, so a short body with a large prefix costs up
+//! to that much for a moment; the limit is what bounds it.
 
 pub use bincode;
 pub use bincode::{Decode, Encode};

@@ -1,0 +1,162 @@
+//! The golden vectors of PROTOCOL.md: every vector in the document must
+//! decode to the message named here, and that message must encode to the
+//! exact bytes in the document. A change to the wire format therefore fails
+//! here until PROTOCOL.md says the same.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::collections::BTreeMap;
+
+use sessiond_protocol::*;
+
+fn key() -> String {
+    SessionKey::from_bytes(core::array::from_fn(|i| i as u8)).encode()
+}
+
+fn field(name: &str, value: &[u8]) -> Field {
+    Field { name: name.into(), value: value.to_vec() }
+}
+
+/// Each vector's name in PROTOCOL.md, its request id, and the message.
+fn vectors() -> Vec<(&'static str, u32, Message)> {
+    use Message::{Req, Resp};
+    vec![
+        ("HELLO", 1, Req(Request::Hello(Hello { version: 1, client: "py".into() }))),
+        (
+            "HELLO_OK",
+            1,
+            Resp(Response::Hello(HelloOk {
+                version: 1,
+                server: "sessiond 0.1.0".into(),
+                limits: Limits {
+                    max_frame: 1_048_576,
+                    max_session_bytes: 524_288,
+                    max_fields: 1024,
+                    max_field_name: 256,
+                    max_inflight: 256,
+                },
+            })),
+        ),
+        ("PING", 2, Req(Request::Ping(Empty {}))),
+        ("PONG", 2, Resp(Response::Pong(Empty {}))),
+        ("STATS", 3, Req(Request::Stats(Empty {}))),
+        ("STATS_OK", 3, Resp(Response::Stats(StatsOk { counters: vec![Counter { name: "commits".into(), value: 300 }] }))),
+        (
+            "CREATE",
+            4,
+            Req(Request::Create(Create { fields: vec![field("user", b"alice")], expiry: Expiry::IdleSecs(3600) })),
+        ),
+        ("CREATE (default expiry, no fields)", 5, Req(Request::Create(Create { fields: vec![], expiry: Expiry::Default }))),
+        ("CREATED", 4, Resp(Response::Created(Created { key: key(), version: 1, expires_at_ms: 1_700_000_000_000 }))),
+        ("GET", 6, Req(Request::Get(Get { key: key(), touch: true }))),
+        (
+            "SESSION",
+            6,
+            Resp(Response::Session(SessionBody {
+                fields: vec![field("user", b"alice")],
+                version: 1,
+                created_ms: 1_700_000_000_000,
+                modified_ms: 1_700_000_000_000,
+                last_active_ms: 1_700_000_000_000,
+                expires_at_ms: 1_700_003_600_000,
+                expiry: Expiry::IdleSecs(3600),
+            })),
+        ),
+        ("EXISTS", 7, Req(Request::Exists(KeyOnly { key: key() }))),
+        ("EXISTS_OK", 7, Resp(Response::Exists(ExistsOk { exists: false }))),
+        (
+            "REPLACE",
+            8,
+            Req(Request::Replace(Replace { key: key(), fields: vec![field("a", b"1")], expected_version: Some(1) })),
+        ),
+        ("REPLACED", 8, Resp(Response::Replaced(Written { version: 2, expires_at_ms: 1_700_003_600_000 }))),
+        (
+            "PATCH",
+            9,
+            Req(Request::Patch(Patch {
+                key: key(),
+                set: vec![field("cart", b"3")],
+                remove: vec!["a".into()],
+                expected_version: None,
+            })),
+        ),
+        ("PATCHED", 9, Resp(Response::Patched(Written { version: 3, expires_at_ms: 1_700_003_600_000 }))),
+        ("TOUCH", 10, Req(Request::Touch(KeyOnly { key: key() }))),
+        ("TOUCHED", 10, Resp(Response::Touched(Written { version: 3, expires_at_ms: 1_700_007_200_000 }))),
+        ("DELETE", 11, Req(Request::Delete(KeyOnly { key: key() }))),
+        ("DELETED", 11, Resp(Response::Deleted(DeletedOk { existed: true }))),
+        ("CYCLE", 12, Req(Request::Cycle(KeyOnly { key: key() }))),
+        ("CYCLED", 12, Resp(Response::Cycled(Created { key: key(), version: 4, expires_at_ms: 1_700_007_200_000 }))),
+        (
+            "ERROR",
+            13,
+            Resp(Response::Error(ErrorBody { code: ErrorCode::NotFound as u16, message: "no such session".into() })),
+        ),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Message {
+    Req(Request),
+    Resp(Response),
+}
+
+impl Message {
+    fn encode(&self, id: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Self::Req(r) => r.encode_frame(id, &mut out),
+            Self::Resp(r) => r.encode_frame(id, &mut out),
+        }
+        out
+    }
+
+    fn decode(&self, opcode: u8, body: &[u8]) -> Self {
+        match self {
+            Self::Req(_) => Self::Req(Request::decode(opcode, body).unwrap()),
+            Self::Resp(_) => Self::Resp(Response::decode(opcode, body).unwrap()),
+        }
+    }
+}
+
+/// Reads the vectors section of PROTOCOL.md: a `#### NAME` heading, then
+/// a ```hex block.
+fn documented() -> BTreeMap<String, Vec<u8>> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
+    let mut out = BTreeMap::new();
+    let mut name = None;
+    let mut hex_text: Option<String> = None;
+    for line in doc.lines() {
+        if let Some(n) = line.strip_prefix("#### ") {
+            name = Some(n.trim().to_string());
+        } else if line.trim() == "```hex" {
+            hex_text = Some(String::new());
+        } else if line.trim() == "```" {
+            if let (Some(n), Some(h)) = (name.take(), hex_text.take()) {
+                out.insert(n, hex::decode(h).unwrap());
+            }
+        } else if let Some(h) = hex_text.as_mut() {
+            h.extend(line.split_whitespace());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_golden_vector_in_protocol_md_matches_the_code() {
+    let doc = documented();
+    let mut missing = Vec::new();
+    for (name, id, message) in vectors() {
+        let encoded = message.encode(id);
+        let Some(bytes) = doc.get(name) else {
+            missing.push(format!("#### {name}\n```hex\n{}\n```", hex::encode(&encoded)));
+            continue;
+        };
+        assert_eq!(hex::encode(bytes), hex::encode(&encoded), "vector {name}: the code encodes differently");
+        let frame = decode_frame(bytes, u32::MAX).unwrap().unwrap();
+        assert_eq!((frame.header.request_id, frame.len), (id, bytes.len()), "vector {name}");
+        assert_eq!(message.decode(frame.header.opcode, frame.body), message, "vector {name}");
+    }
+    assert!(missing.is_empty(), "PROTOCOL.md lacks these vectors:\n\n{}", missing.join("\n\n"));
+    assert_eq!(doc.len(), vectors().len(), "PROTOCOL.md has vectors this test does not know");
+}
