@@ -40,13 +40,21 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
         ("PING", 2, Req(Request::Ping(Empty {}))),
         ("PONG", 2, Resp(Response::Pong(Empty {}))),
         ("STATS", 3, Req(Request::Stats(Empty {}))),
-        ("STATS_OK", 3, Resp(Response::Stats(StatsOk { counters: vec![Counter { name: "commits".into(), value: 300 }] }))),
+        (
+            "STATS_OK",
+            3,
+            Resp(Response::Stats(StatsOk { counters: vec![Counter { name: "commits".into(), value: 300 }] })),
+        ),
         (
             "CREATE",
             4,
             Req(Request::Create(Create { fields: vec![field("user", b"alice")], expiry: Expiry::IdleSecs(3600) })),
         ),
-        ("CREATE (default expiry, no fields)", 5, Req(Request::Create(Create { fields: vec![], expiry: Expiry::Default }))),
+        (
+            "CREATE (default expiry, no fields)",
+            5,
+            Req(Request::Create(Create { fields: vec![], expiry: Expiry::Default })),
+        ),
         ("CREATED", 4, Resp(Response::Created(Created { key: key(), version: 1, expires_at_ms: 1_700_000_000_000 }))),
         ("GET", 6, Req(Request::Get(Get { key: key(), touch: true }))),
         (
