@@ -15,6 +15,11 @@ pub struct Session {
     pub modified_ms: u64,
     pub last_active_ms: u64,
     pub expires_at_ms: u64,
+    /// Milliseconds left at the time of the read, by the daemon's clock
+    /// (Django's `get_expiry_age`).
+    pub ttl_ms: u64,
+    /// The policy. `Expiry::BrowserClose` means the cookie should be set
+    /// without max-age (Django's `get_expire_at_browser_close`).
     pub expiry: Expiry,
 }
 
@@ -27,6 +32,7 @@ impl From<SessionBody> for Session {
             modified_ms: b.modified_ms,
             last_active_ms: b.last_active_ms,
             expires_at_ms: b.expires_at_ms,
+            ttl_ms: b.ttl_ms,
             expiry: b.expiry,
         }
     }
@@ -82,6 +88,10 @@ pub(crate) fn ping() -> Request {
 
 pub(crate) fn stats() -> Request {
     Request::Stats(Empty {})
+}
+
+pub(crate) fn sweep() -> Request {
+    Request::Sweep(Empty {})
 }
 
 pub(crate) fn create(fields: Vec<Field>, expiry: Expiry) -> Request {
@@ -198,6 +208,21 @@ macro_rules! operations {
         pub $($async_)? fn cycle(&self, key: &str) -> Result<Created, Error> {
             let r = self.call(Request::Cycle(api::key_only(key)))$($await_)*?;
             api::answer!(r, Cycled(c) => c.into())
+        }
+
+        /// Replaces the session's expiry policy (Django's `set_expiry`).
+        /// Unlike activity, this may bring the expiry earlier.
+        pub $($async_)? fn set_expiry(&self, key: &str, expiry: Expiry) -> Result<Written, Error> {
+            let request = Request::SetExpiry(sessiond_protocol::SetExpiry { key: key.to_owned(), expiry });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, ExpirySet(w) => w.into())
+        }
+
+        /// Removes expired sessions now; returns how many. (The daemon also
+        /// does this by itself, every `sweep_interval_ms`.)
+        pub $($async_)? fn sweep(&self) -> Result<u64, Error> {
+            let r = self.call(api::sweep())$($await_)*?;
+            api::answer!(r, Swept(s) => s.removed)
         }
     };
 }

@@ -25,7 +25,7 @@ const SHARDS: usize = 64;
 /// Session keys are 256 bits from the CSPRNG, and clients cannot choose
 /// which keys exist, so their leading bytes are already a good hash.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -176,7 +176,7 @@ mod tests {
 
     fn record(size: usize) -> Arc<Record> {
         let fields = vec![Field { name: "f".into(), value: vec![0; size] }];
-        Arc::new(Record::new(0, Expiry::Default, fields, 60))
+        Arc::new(Record::new(0, Expiry::Default, fields, crate::config::ExpiryConfig::default().rules()))
     }
 
     #[test]

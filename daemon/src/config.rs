@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::record::ExpiryRules;
+
 /// Django's SESSION_COOKIE_AGE: two weeks.
 pub const DEFAULT_IDLE_SECS: u32 = 1_209_600;
 
@@ -104,13 +106,39 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExpiryConfig {
-    /// Idle age of a session created with the default policy, in seconds.
+    /// Idle age of sessions with the default or browser-close policy, in seconds.
     pub default_idle_secs: u32,
+    /// Absolute cap on any session's life from its creation, in seconds;
+    /// 0 for none.
+    pub max_lifetime_secs: u64,
+    /// Touches are persisted once they move a session's expiry this far past
+    /// the stored one. A crash can shorten an idle session's life by at most
+    /// this much.
+    pub touch_granularity_secs: u32,
+    /// How often the sweeper looks for expired sessions.
+    pub sweep_interval_ms: u64,
+    /// Most expired sessions deleted in one write transaction.
+    pub sweep_batch: usize,
 }
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
-        Self { default_idle_secs: DEFAULT_IDLE_SECS }
+        Self {
+            default_idle_secs: DEFAULT_IDLE_SECS,
+            max_lifetime_secs: 0,
+            touch_granularity_secs: 60,
+            sweep_interval_ms: 1000,
+            sweep_batch: 1000,
+        }
+    }
+}
+
+impl ExpiryConfig {
+    pub fn rules(&self) -> ExpiryRules {
+        ExpiryRules {
+            default_idle_secs: self.default_idle_secs,
+            max_lifetime_ms: (self.max_lifetime_secs > 0).then(|| self.max_lifetime_secs.saturating_mul(1000)),
+        }
     }
 }
 
@@ -159,8 +187,11 @@ impl Config {
                 "limits.max_inflight, max_batch and max_connections must be positive".into(),
             ));
         }
-        if self.expiry.default_idle_secs == 0 {
-            return Err(ConfigError::Invalid("expiry.default_idle_secs must be positive".into()));
+        let e = &self.expiry;
+        if e.default_idle_secs == 0 || e.sweep_interval_ms == 0 || e.sweep_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "expiry.default_idle_secs, sweep_interval_ms and sweep_batch must be positive".into(),
+            ));
         }
         if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0 {
             return Err(ConfigError::Invalid("durability.flush_interval_ms must be positive".into()));

@@ -14,6 +14,8 @@ pub mod reply;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod sweeper;
+pub mod ttl;
 pub mod writer;
 
 mod server;

@@ -29,8 +29,17 @@ pub struct Record {
 #[error("stored record is unreadable: {0}")]
 pub struct CorruptRecord(pub String);
 
+/// The daemon-wide settings a session's expiry policy is read against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryRules {
+    /// Idle age of the `Default` and `BrowserClose` policies.
+    pub default_idle_secs: u32,
+    /// Absolute cap on a session's life from its creation, if any.
+    pub max_lifetime_ms: Option<u64>,
+}
+
 impl Record {
-    pub fn new(now_ms: u64, expiry: Expiry, fields: Vec<Field>, default_idle_secs: u32) -> Self {
+    pub fn new(now_ms: u64, expiry: Expiry, fields: Vec<Field>, rules: ExpiryRules) -> Self {
         let mut record = Self {
             version: 1,
             created_ms: now_ms,
@@ -40,7 +49,7 @@ impl Record {
             expiry,
             fields,
         };
-        record.mark_active(now_ms, default_idle_secs);
+        record.expires_at_ms = record.policy_expiry(now_ms, rules);
         record
     }
 
@@ -49,23 +58,42 @@ impl Record {
         now_ms < self.expires_at_ms
     }
 
-    /// Records activity at `now_ms`, sliding the idle expiry forward. The
-    /// expiry never moves backwards, even if the clock does.
-    pub fn mark_active(&mut self, now_ms: u64, default_idle_secs: u32) {
-        let idle = match self.expiry {
-            Expiry::Default => default_idle_secs,
-            Expiry::IdleSecs(secs) => secs,
+    /// The expiry instant the policy gives for activity at `now_ms`,
+    /// within the lifetime cap.
+    pub fn policy_expiry(&self, now_ms: u64, rules: ExpiryRules) -> u64 {
+        let idle = |secs: u32| now_ms.saturating_add(u64::from(secs) * 1000);
+        let by_policy = match self.expiry {
+            Expiry::Default | Expiry::BrowserClose => idle(rules.default_idle_secs),
+            Expiry::IdleSecs(secs) => idle(secs),
+            Expiry::At(at_ms) => at_ms,
         };
-        self.last_active_ms = self.last_active_ms.max(now_ms);
-        let expires = now_ms.saturating_add(u64::from(idle) * 1000);
-        self.expires_at_ms = self.expires_at_ms.max(expires);
+        match rules.max_lifetime_ms {
+            Some(cap) => by_policy.min(self.created_ms.saturating_add(cap)),
+            None => by_policy,
+        }
     }
 
-    /// Records a change of data at `now_ms`.
-    pub fn mark_modified(&mut self, now_ms: u64, default_idle_secs: u32) {
+    /// Records activity at `now_ms`, sliding an idle expiry forward. Neither
+    /// the expiry nor the last activity ever moves backwards, even if the
+    /// clock does.
+    pub fn mark_active(&mut self, now_ms: u64, rules: ExpiryRules) {
+        self.last_active_ms = self.last_active_ms.max(now_ms);
+        self.expires_at_ms = self.expires_at_ms.max(self.policy_expiry(now_ms, rules));
+    }
+
+    /// Records a change of data or key at `now_ms`.
+    pub fn mark_modified(&mut self, now_ms: u64, rules: ExpiryRules) {
         self.version += 1;
         self.modified_ms = self.modified_ms.max(now_ms);
-        self.mark_active(now_ms, default_idle_secs);
+        self.mark_active(now_ms, rules);
+    }
+
+    /// Replaces the expiry policy: the expiry is computed afresh, so unlike
+    /// activity this may bring it earlier.
+    pub fn set_expiry(&mut self, expiry: Expiry, now_ms: u64, rules: ExpiryRules) {
+        self.expiry = expiry;
+        self.mark_modified(now_ms, rules);
+        self.expires_at_ms = self.policy_expiry(now_ms, rules);
     }
 
     /// Bytes of session data, as limited by `max_session_bytes`.
@@ -78,7 +106,8 @@ impl Record {
         RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes()
     }
 
-    pub fn to_body(&self) -> SessionBody {
+    /// The session as GET returns it at `now_ms`.
+    pub fn to_body(&self, now_ms: u64) -> SessionBody {
         SessionBody {
             fields: self.fields.clone(),
             version: self.version,
@@ -86,6 +115,7 @@ impl Record {
             modified_ms: self.modified_ms,
             last_active_ms: self.last_active_ms,
             expires_at_ms: self.expires_at_ms,
+            ttl_ms: self.expires_at_ms.saturating_sub(now_ms),
             expiry: self.expiry,
         }
     }
@@ -128,9 +158,15 @@ mod tests {
         Field { name: name.into(), value: value.as_bytes().to_vec() }
     }
 
+    const RULES: ExpiryRules = ExpiryRules { default_idle_secs: 100, max_lifetime_ms: None };
+
+    fn rules(default_idle_secs: u32) -> ExpiryRules {
+        ExpiryRules { default_idle_secs, max_lifetime_ms: None }
+    }
+
     #[test]
     fn stored_form_round_trips_and_starts_with_the_format_byte() {
-        let r = Record::new(1_000, Expiry::IdleSecs(60), vec![field("a", "1")], 100);
+        let r = Record::new(1_000, Expiry::IdleSecs(60), vec![field("a", "1")], RULES);
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_V1);
         assert_eq!(Record::decode(&bytes).unwrap(), r);
@@ -140,25 +176,51 @@ mod tests {
 
     #[test]
     fn idle_expiry_slides_with_activity_and_never_moves_back() {
-        let mut r = Record::new(10_000, Expiry::IdleSecs(30), vec![], 100);
+        let mut r = Record::new(10_000, Expiry::IdleSecs(30), vec![], RULES);
         assert_eq!(r.expires_at_ms, 40_000);
         assert!(r.is_live(39_999));
         assert!(!r.is_live(40_000));
-        r.mark_active(20_000, 100);
+        r.mark_active(20_000, RULES);
         assert_eq!(r.expires_at_ms, 50_000);
-        r.mark_active(5_000, 100); // clock stepped back
+        r.mark_active(5_000, RULES); // clock stepped back
         assert_eq!((r.expires_at_ms, r.last_active_ms), (50_000, 20_000));
     }
 
     #[test]
-    fn default_policy_uses_the_daemon_default() {
-        let r = Record::new(0, Expiry::Default, vec![], 7);
-        assert_eq!(r.expires_at_ms, 7_000);
+    fn default_and_browser_close_use_the_daemon_default() {
+        assert_eq!(Record::new(0, Expiry::Default, vec![], rules(7)).expires_at_ms, 7_000);
+        assert_eq!(Record::new(0, Expiry::BrowserClose, vec![], rules(7)).expires_at_ms, 7_000);
+    }
+
+    #[test]
+    fn an_absolute_expiry_ignores_activity() {
+        let mut r = Record::new(0, Expiry::At(50_000), vec![], RULES);
+        r.mark_active(40_000, RULES);
+        r.mark_modified(45_000, RULES);
+        assert_eq!(r.expires_at_ms, 50_000);
+    }
+
+    #[test]
+    fn the_lifetime_cap_ends_even_a_constantly_active_session() {
+        let capped = ExpiryRules { default_idle_secs: 600, max_lifetime_ms: Some(12 * 3_600_000) };
+        let mut r = Record::new(0, Expiry::Default, vec![], capped);
+        for minute in (10..=12 * 60).step_by(10) {
+            r.mark_active(minute * 60_000, capped);
+        }
+        assert_eq!(r.expires_at_ms, 12 * 3_600_000);
+        assert!(!r.is_live(12 * 3_600_000));
+    }
+
+    #[test]
+    fn setting_a_policy_may_shorten_the_expiry() {
+        let mut r = Record::new(0, Expiry::IdleSecs(3600), vec![], RULES);
+        r.set_expiry(Expiry::IdleSecs(10), 1_000, RULES);
+        assert_eq!((r.expires_at_ms, r.version, r.expiry), (11_000, 2, Expiry::IdleSecs(10)));
     }
 
     #[test]
     fn patch_sets_and_removes_keeping_order() {
-        let mut r = Record::new(0, Expiry::Default, vec![field("a", "1"), field("c", "3")], 1);
+        let mut r = Record::new(0, Expiry::Default, vec![field("a", "1"), field("c", "3")], RULES);
         r.patch(vec![field("b", "2"), field("c", "33")], &["a".to_string()]);
         assert_eq!(r.fields, vec![field("b", "2"), field("c", "33")]);
     }

@@ -50,8 +50,10 @@ impl Mailbox {
 pub enum ReplyTo {
     /// A request read from a connection of an event loop.
     Conn { mailbox: Arc<Mailbox>, token: usize, generation: u64, request_id: u32 },
-    /// An in-process caller (tests, and later internal jobs).
+    /// An in-process caller (the sweeper, tests).
     Channel(mpsc::Sender<Response>),
+    /// Nobody waits: background work such as persisting touches.
+    Nobody,
 }
 
 impl ReplyTo {
@@ -67,6 +69,7 @@ impl ReplyTo {
                 let _ = tx.send(response);
                 None
             }
+            Self::Nobody => None,
         }
     }
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::net::{EventLoop, LoopConfig, SocketError, bind_socket};
-use crate::service::Service;
+use crate::service::{Parts, Service};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::sweeper::{SweepConfig, Sweeper};
+use crate::ttl::TtlIndex;
 use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,7 @@ pub struct Server {
     loops: Vec<JoinHandle<()>>,
     mailboxes: Vec<Arc<crate::reply::Mailbox>>,
     shutdown: Arc<AtomicBool>,
+    sweeper: Sweeper,
     writer: Writer,
     events_tx: mpsc::Sender<ServerEvent>,
     events_rx: mpsc::Receiver<ServerEvent>,
@@ -61,8 +65,12 @@ impl Server {
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
-        let (store, stored) = Store::open(&config.db_path())?;
+        let (store, _) = Store::open(&config.db_path())?;
         let store = Arc::new(store);
+        let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
+        let started = std::time::Instant::now();
+        let indexed = store.load_index(&ttl)?;
+        tracing::info!(sessions = indexed, ms = started.elapsed().as_millis() as u64, "TTL index rebuilt");
         let socket = config.socket_path();
         let mode = config.socket_mode().map_err(|e| {
             StartError::Socket(SocketError::Bind { path: socket.clone(), source: std::io::Error::other(e.to_string()) })
@@ -71,7 +79,6 @@ impl Server {
         let listener = bind_socket(&socket, mode)?;
 
         let stats = Arc::new(Stats::default());
-        Stats::add(&stats.sessions_stored, stored);
         let cache = Arc::new(Cache::new(config.cache_bytes));
         let (events_tx, events_rx) = mpsc::channel();
         let fatal_tx = events_tx.clone();
@@ -79,6 +86,7 @@ impl Server {
         let writer = Writer::spawn(
             store.clone(),
             cache.clone(),
+            ttl.clone(),
             stats.clone(),
             clock.clone(),
             WriterConfig {
@@ -87,14 +95,35 @@ impl Server {
                 queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
                 max_session_bytes: limits.max_session_bytes as usize,
                 max_fields: limits.max_fields as usize,
-                default_idle_secs: config.expiry.default_idle_secs,
+                rules: config.expiry.rules(),
             },
             Box::new(move |reason| {
                 let _ = fatal_tx.send(ServerEvent::Fatal(reason));
             }),
         )
         .map_err(StartError::Thread)?;
-        let service = Arc::new(Service::new(store, cache, stats, clock, writer.queue(), limits.clone()));
+        let sweeper = Sweeper::spawn(
+            ttl.clone(),
+            writer.queue(),
+            stats.clone(),
+            clock.clone(),
+            SweepConfig {
+                interval: Duration::from_millis(config.expiry.sweep_interval_ms),
+                batch: config.expiry.sweep_batch,
+            },
+        )
+        .map_err(StartError::Thread)?;
+        let service = Arc::new(Service::new(Parts {
+            store,
+            cache,
+            ttl,
+            stats,
+            clock,
+            writer: writer.queue(),
+            sweeper: sweeper.queue(),
+            limits: limits.clone(),
+            rules: config.expiry.rules(),
+        }));
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -118,7 +147,7 @@ impl Server {
             .map(|(i, l)| std::thread::Builder::new().name(format!("sessiond-net-{i}")).spawn(move || l.run()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
-        Ok(Self { socket, loops: handles, mailboxes, shutdown, writer, events_tx, events_rx })
+        Ok(Self { socket, loops: handles, mailboxes, shutdown, sweeper, writer, events_tx, events_rx })
     }
 
     pub fn socket_path(&self) -> &std::path::Path {
@@ -135,8 +164,8 @@ impl Server {
         self.events_rx.recv().unwrap_or(ServerEvent::Stop)
     }
 
-    /// Stops accepting, answers in-flight requests, makes the final durable
-    /// commit and removes the socket file.
+    /// Stops accepting, answers in-flight requests, stops the sweeper, makes
+    /// the final durable commit and removes the socket file.
     pub fn shutdown(self) {
         self.shutdown.store(true, Ordering::Release);
         for mb in &self.mailboxes {
@@ -147,6 +176,7 @@ impl Server {
                 tracing::error!("an event loop panicked");
             }
         }
+        self.sweeper.shutdown();
         self.writer.shutdown();
         if let Err(e) = std::fs::remove_file(&self.socket) {
             tracing::warn!(error = %e, "cannot remove the socket file");

@@ -1,24 +1,29 @@
 //! Request to response: the one place where failures become error codes.
 //!
-//! Reads are answered at once from the cache or a read transaction;
-//! mutations are validated for syntax and static limits here, then queued
-//! to the writer, which answers after its commit.
+//! Reads are answered at once from the cache or a read transaction, with
+//! expiry taken from the TTL index. Touches (GET with touch, TOUCH) are
+//! answered at once too: they move the expiry in the index, and the writer
+//! persists it lazily once it has moved by the touch granularity. Other
+//! mutations are validated for syntax and static limits here, then queued to
+//! the writer, which answers after its commit.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sessiond_protocol::{
     Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
-    Request, Response, SessionKey, StatsOk,
+    Request, Response, SessionBody, SessionKey, SetExpiry, StatsOk, Written,
 };
 
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config;
-use crate::record::{Record, data_bytes};
+use crate::record::{ExpiryRules, Record, data_bytes};
 use crate::reply::ReplyTo;
 use crate::stats::Stats;
 use crate::store::Store;
+use crate::sweeper::SweepQueue;
+use crate::ttl::TtlIndex;
 use crate::writer::{Job, Op, SubmitError, WriterQueue};
 
 /// What became of a request.
@@ -30,14 +35,31 @@ pub enum Outcome {
     Queued,
 }
 
+/// Everything the service works with.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub cache: Arc<Cache>,
+    pub ttl: Arc<TtlIndex>,
+    pub stats: Arc<Stats>,
+    pub clock: Arc<dyn Clock>,
+    pub writer: WriterQueue,
+    pub sweeper: SweepQueue,
+    pub limits: config::Limits,
+    pub rules: ExpiryRules,
+}
+
 #[derive(Debug)]
 pub struct Service {
     store: Arc<Store>,
     cache: Arc<Cache>,
+    ttl: Arc<TtlIndex>,
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     writer: WriterQueue,
+    sweeper: SweepQueue,
     limits: config::Limits,
+    rules: ExpiryRules,
 }
 
 type Reject = Response;
@@ -47,15 +69,18 @@ fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
 }
 
 impl Service {
-    pub fn new(
-        store: Arc<Store>,
-        cache: Arc<Cache>,
-        stats: Arc<Stats>,
-        clock: Arc<dyn Clock>,
-        writer: WriterQueue,
-        limits: config::Limits,
-    ) -> Self {
-        Self { store, cache, stats, clock, writer, limits }
+    pub fn new(p: Parts) -> Self {
+        Self {
+            store: p.store,
+            cache: p.cache,
+            ttl: p.ttl,
+            stats: p.stats,
+            clock: p.clock,
+            writer: p.writer,
+            sweeper: p.sweeper,
+            limits: p.limits,
+            rules: p.rules,
+        }
     }
 
     pub fn stats(&self) -> &Stats {
@@ -78,6 +103,12 @@ impl Service {
         let op = match self.route(request) {
             Ok(Routed::Now(response)) => return Outcome::Now(response),
             Ok(Routed::Write(op)) => op,
+            Ok(Routed::Sweep) => {
+                return match self.sweeper.request(reply()) {
+                    true => Outcome::Queued,
+                    false => Outcome::Now(reject(ErrorCode::Unavailable, "the daemon is shutting down")),
+                };
+            }
             Err(rejected) => return Outcome::Now(rejected),
         };
         match self.writer.submit(Job { op, reply: reply() }) {
@@ -95,17 +126,18 @@ impl Service {
             Request::Hello(hello) => Routed::Now(self.hello(&hello)?),
             Request::Ping(_) => Routed::Now(Response::Pong(sessiond_protocol::Empty {})),
             Request::Stats(_) => Routed::Now(Response::Stats(self.stats_snapshot())),
-            Request::Get(Get { key, touch }) => {
-                let key = parse_key(&key)?;
-                if touch {
-                    Routed::Write(Op::GetTouch { key })
-                } else {
-                    Routed::Now(Response::Session(self.read_live(&key)?.ok_or_else(not_found)?.to_body()))
-                }
-            }
+            Request::Sweep(_) => Routed::Sweep,
+            Request::Get(Get { key, touch }) => Routed::Now(Response::Session(self.read(&parse_key(&key)?, touch)?)),
             Request::Exists(KeyOnly { key }) => {
-                let exists = self.read_live(&parse_key(&key)?)?.is_some();
+                let exists = self.ttl.live(&parse_key(&key)?, self.clock.now_ms()).is_some();
                 Routed::Now(Response::Exists(ExistsOk { exists }))
+            }
+            Request::Touch(KeyOnly { key }) => {
+                let body = self.read(&parse_key(&key)?, true)?;
+                Routed::Now(Response::Touched(Written { version: body.version, expires_at_ms: body.expires_at_ms }))
+            }
+            Request::SetExpiry(SetExpiry { key, expiry }) => {
+                Routed::Write(Op::SetExpiry { key: parse_key(&key)?, expiry })
             }
             Request::Create(Create { fields, expiry }) => {
                 Routed::Write(Op::Create { fields: self.check_fields(fields)?, expiry })
@@ -116,7 +148,6 @@ impl Service {
                 expected_version,
             }),
             Request::Patch(patch) => Routed::Write(self.check_patch(patch)?),
-            Request::Touch(KeyOnly { key }) => Routed::Write(Op::Touch { key: parse_key(&key)? }),
             Request::Delete(KeyOnly { key }) => Routed::Write(Op::Delete { key: parse_key(&key)? }),
             Request::Cycle(KeyOnly { key }) => Routed::Write(Op::Cycle { key: parse_key(&key)? }),
         })
@@ -137,31 +168,57 @@ impl Service {
     }
 
     fn stats_snapshot(&self) -> StatsOk {
+        self.stats.sessions.store(self.ttl.len() as u64, Ordering::Relaxed);
+        self.stats.ttl_index_bytes.store(self.ttl.memory_bytes() as u64, Ordering::Relaxed);
         self.stats.cache_hits.store(self.cache.hits(), Ordering::Relaxed);
         self.stats.cache_misses.store(self.cache.misses(), Ordering::Relaxed);
         self.stats.cache_bytes.store(self.cache.memory_bytes() as u64, Ordering::Relaxed);
         StatsOk { counters: self.stats.snapshot() }
     }
 
-    /// The committed, live record of `key`: cache first, then redb.
-    fn read_live(&self, key: &SessionKey) -> Result<Option<Arc<Record>>, Reject> {
-        let record = match self.cache.get(key) {
-            Ok(record) => Some(record),
+    /// A live session as GET returns it; with `touch`, the read counts as
+    /// activity. The index decides liveness first, so unknown and expired
+    /// keys never reach the cache or the database.
+    fn read(&self, key: &SessionKey, touch: bool) -> Result<SessionBody, Reject> {
+        let now = self.clock.now_ms();
+        let entry = self.ttl.live(key, now).ok_or_else(not_found)?;
+        let record = self.committed(key)?.ok_or_else(not_found)?;
+        // The index is the authority on expiry and last activity; the record
+        // holds what was last persisted.
+        let (expires_at, last_active) = if touch {
+            let t = self.ttl.touch(key, now, record.policy_expiry(now, self.rules)).ok_or_else(not_found)?;
+            if t.persist {
+                // Best effort: if the queue is full, a later touch asks again.
+                let _ = self.writer.submit(Job { op: Op::PersistTouch { key: *key }, reply: ReplyTo::Nobody });
+            }
+            (t.expires_at, t.last_active)
+        } else {
+            (entry.expires_at, entry.last_active)
+        };
+        let mut body = record.to_body(now);
+        body.expires_at_ms = expires_at;
+        body.last_active_ms = last_active;
+        body.ttl_ms = expires_at.saturating_sub(now);
+        Ok(body)
+    }
+
+    /// The committed record of `key`, live or not: cache first, then redb.
+    fn committed(&self, key: &SessionKey) -> Result<Option<Arc<Record>>, Reject> {
+        match self.cache.get(key) {
+            Ok(record) => Ok(Some(record)),
             Err(ticket) => match self.store.get(key) {
                 Ok(Some(record)) => {
                     let record = Arc::new(record);
                     self.cache.fill(*key, record.clone(), ticket);
-                    Some(record)
+                    Ok(Some(record))
                 }
-                Ok(None) => None,
+                Ok(None) => Ok(None),
                 Err(e) => {
                     tracing::error!(error = %e, "read failed");
-                    return Err(reject(ErrorCode::Internal, "read failed"));
+                    Err(reject(ErrorCode::Internal, "read failed"))
                 }
             },
-        };
-        let now = self.clock.now_ms();
-        Ok(record.filter(|r| r.is_live(now)))
+        }
     }
 
     /// Sorts fields by name and checks names and sizes against the limits.
@@ -224,6 +281,7 @@ impl Service {
 enum Routed {
     Now(Response),
     Write(Op),
+    Sweep,
 }
 
 fn parse_key(text: &str) -> Result<SessionKey, Reject> {
@@ -335,6 +393,139 @@ mod tests {
             expected_version: None,
         });
         assert_eq!(code(&kit.call(both)), Some(ErrorCode::BadRequest as u16));
+    }
+
+    #[test]
+    fn browser_close_is_reported_and_the_default_age_applies() {
+        let kit = Kit::new();
+        let key = kit.create(&[], Expiry::BrowserClose);
+        let s = session(kit.get(&key, false));
+        assert_eq!((s.expiry, s.expires_at_ms, s.ttl_ms), (Expiry::BrowserClose, T0 + 1_209_600_000, 1_209_600_000));
+    }
+
+    #[test]
+    fn an_absolute_expiry_ends_the_session_at_its_instant_whatever_the_activity() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::At(T0 + 60_000));
+        for t in (0..60_000).step_by(10_000) {
+            kit.clock.set(T0 + t);
+            assert!(matches!(kit.patch(&key, "a", "2"), Response::Patched(w) if w.expires_at_ms == T0 + 60_000));
+            assert_eq!(session(kit.get(&key, true)).ttl_ms, 60_000 - t);
+        }
+        kit.clock.set(T0 + 59_999);
+        assert!(matches!(kit.get(&key, false), Response::Session(_)));
+        kit.clock.set(T0 + 60_000);
+        assert_eq!(code(&kit.get(&key, true)), NOT_FOUND);
+    }
+
+    #[test]
+    fn the_lifetime_cap_ends_a_session_touched_every_ten_minutes_at_twelve_hours() {
+        let mut config = Config::default();
+        config.expiry.default_idle_secs = 30 * 60;
+        config.expiry.max_lifetime_secs = 12 * 3600;
+        let kit = Kit::with_config(&config);
+        let key = kit.create(&[("a", "1")], Expiry::Default);
+        for minute in (10..12 * 60).step_by(10) {
+            kit.clock.set(T0 + minute * 60_000);
+            assert!(matches!(kit.key_op(Request::Touch, &key), Response::Touched(_)), "minute {minute}");
+        }
+        kit.clock.set(T0 + 12 * 3_600_000 - 1);
+        assert_eq!(session(kit.get(&key, false)).expires_at_ms, T0 + 12 * 3_600_000);
+        kit.clock.set(T0 + 12 * 3_600_000);
+        assert_eq!(code(&kit.get(&key, true)), NOT_FOUND);
+    }
+
+    #[test]
+    fn set_expiry_replaces_the_policy_and_may_shorten_it() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(3600));
+        kit.clock.set(T0 + 1_000);
+        let set = |expiry| kit.call(Request::SetExpiry(sessiond_protocol::SetExpiry { key: key.clone(), expiry }));
+        assert!(
+            matches!(set(Expiry::IdleSecs(10)), Response::ExpirySet(w) if w.version == 2 && w.expires_at_ms == T0 + 11_000)
+        );
+        let s = session(kit.get(&key, false));
+        assert_eq!((s.expiry, s.expires_at_ms), (Expiry::IdleSecs(10), T0 + 11_000));
+        kit.clock.set(T0 + 11_000);
+        assert_eq!(code(&kit.get(&key, false)), NOT_FOUND, "the shorter expiry holds");
+        assert_eq!(code(&set(Expiry::Default)), NOT_FOUND, "an expired session cannot be revived");
+    }
+
+    fn stored_expiry(kit: &Kit, key: &str) -> u64 {
+        let key = sessiond_protocol::SessionKey::parse(key).unwrap();
+        kit.store.get(&key).unwrap().unwrap().expires_at_ms
+    }
+
+    #[test]
+    fn touches_are_written_lazily_once_past_the_granularity() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(3600));
+        kit.clock.set(T0 + 30_000);
+        assert_eq!(session(kit.get(&key, true)).expires_at_ms, T0 + 3_630_000);
+        assert_eq!(stored_expiry(&kit, &key), T0 + 3_600_000, "30 s of lag is within the granularity");
+        kit.clock.set(T0 + 61_000);
+        kit.key_op(Request::Touch, &key);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stored_expiry(&kit, &key) != T0 + 3_661_000 {
+            assert!(std::time::Instant::now() < deadline, "the touch was never persisted");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let s = session(kit.get(&key, false));
+        assert_eq!((s.version, s.fields.len(), s.last_active_ms), (1, 1, T0 + 61_000), "data and version untouched");
+    }
+
+    #[test]
+    fn a_crash_shortens_an_idle_life_by_at_most_the_granularity_and_never_lengthens_it() {
+        let kit = Kit::new();
+        let key = kit.create(&[("a", "1")], Expiry::IdleSecs(3600));
+        for s in 1..=100 {
+            kit.clock.set(T0 + s * 7_000);
+            kit.key_op(Request::Touch, &key);
+        }
+        let truth = T0 + 700_000 + 3_600_000;
+        assert_eq!(session(kit.get(&key, false)).expires_at_ms, truth);
+        let kit = kit.restart(T0 + 700_000);
+        let after = session(kit.get(&key, false)).expires_at_ms;
+        assert!(after <= truth && truth - after < 60_000, "expiry after restart {after}, before {truth}");
+    }
+
+    #[test]
+    fn expired_sessions_are_never_served_after_a_restart_and_are_swept() {
+        let kit = Kit::new();
+        let short = kit.create(&[("a", "1")], Expiry::IdleSecs(10));
+        let long = kit.create(&[("a", "1")], Expiry::Default);
+        let kit = kit.restart(T0 + 10_000);
+        assert_eq!(code(&kit.get(&short, false)), NOT_FOUND);
+        assert!(matches!(kit.key_op(Request::Exists, &short), Response::Exists(e) if !e.exists));
+        kit.clock.set(T0 + 12_000);
+        let swept = kit.call(Request::Sweep(sessiond_protocol::Empty {}));
+        assert!(matches!(&swept, Response::Swept(s) if s.removed == 1), "{swept:?}");
+        assert_eq!(kit.store.scan().unwrap().len(), 1);
+        assert!(matches!(kit.get(&long, false), Response::Session(_)));
+    }
+
+    #[test]
+    fn a_sweep_removes_every_expired_session_in_batches_with_its_expiry_row() {
+        let kit = Kit::new();
+        let keep: Vec<String> = (0..10).map(|_| kit.create(&[("k", "1")], Expiry::Default)).collect();
+        for _ in 0..2_500 {
+            kit.create(&[("e", "1")], Expiry::IdleSecs(10));
+        }
+        assert_eq!(kit.ttl.len(), 2_510);
+        kit.clock.set(T0 + 11_000);
+        // Nothing expired is served even before the sweep.
+        let swept = kit.call(Request::Sweep(sessiond_protocol::Empty {}));
+        assert!(matches!(&swept, Response::Swept(s) if s.removed == 2_500), "{swept:?}");
+        assert_eq!(kit.store.scan().unwrap().len(), 10);
+        let rebuilt = crate::ttl::TtlIndex::new(60_000);
+        assert_eq!(kit.store.load_index(&rebuilt).unwrap(), 10, "expiry rows follow the sessions");
+        assert_eq!(kit.ttl.len(), 10);
+        for key in &keep {
+            assert!(matches!(kit.get(key, false), Response::Session(_)));
+        }
+        let Response::Stats(stats) = kit.call(Request::Stats(sessiond_protocol::Empty {})) else { panic!() };
+        let get = |n: &str| stats.counters.iter().find(|c| c.name == n).unwrap().value;
+        assert_eq!((get("expired_swept"), get("sessions"), get("last_sweep_ms")), (2_500, 10, T0 + 11_000));
     }
 
     /// A storage backend whose writes and syncs fail while `fail` is set.

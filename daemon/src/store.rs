@@ -10,8 +10,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use sessiond_protocol::SessionKey;
 
 use crate::record::{CorruptRecord, Record};
+use crate::ttl::TtlIndex;
 
 pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> = TableDefinition::new("sessions");
+/// (expires_at_ms, session key) -> last_active_ms, for every stored
+/// session: the TTL index is rebuilt from it without reading records.
+pub const EXPIRY: TableDefinition<'static, (u64, [u8; 32]), u64> = TableDefinition::new("expiry");
 pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
 
 /// The schema version this build reads and writes.
@@ -83,6 +87,7 @@ impl Store {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
             }
+            txn.open_table(EXPIRY)?;
             txn.open_table(SESSIONS)?.len()?
         };
         txn.commit()?;
@@ -91,6 +96,20 @@ impl Store {
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// Fills `index` from the expiry table; returns the number of entries.
+    pub fn load_index(&self, index: &TtlIndex) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EXPIRY)?;
+        let mut n = 0;
+        for row in table.iter()? {
+            let (key, last_active) = row?;
+            let (expires_at, key) = key.value();
+            index.load(SessionKey::from_bytes(key), expires_at, last_active.value());
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every stored session, live or expired, in key order. For offline

@@ -13,9 +13,11 @@ use crate::cache::Cache;
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::reply::ReplyTo;
-use crate::service::{Outcome, Service};
+use crate::service::{Outcome, Parts, Service};
 use crate::stats::Stats;
 use crate::store::Store;
+use crate::sweeper::{SweepConfig, Sweeper};
+use crate::ttl::TtlIndex;
 use crate::writer::{Writer, WriterConfig};
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -23,16 +25,34 @@ pub const T0: u64 = 1_700_000_000_000;
 pub struct Kit {
     pub service: Arc<Service>,
     pub clock: Arc<ManualClock>,
+    pub ttl: Arc<TtlIndex>,
+    pub store: Arc<Store>,
     pub fatal: mpsc::Receiver<String>,
+    sweeper: Option<Sweeper>,
     writer: Option<Writer>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Kit {
     pub fn new() -> Self {
+        Self::with_config(&Config::default())
+    }
+
+    pub fn with_config(config: &Config) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&dir.path().join("db.redb")).unwrap();
-        Self::build(store, Some(dir), &Config::default())
+        Self::build(store, Some(dir), config)
+    }
+
+    /// Stops this kit as a crash would leave it (touches not yet persisted
+    /// are lost), then opens the same database again with the clock at `now`.
+    pub fn restart(mut self, now: u64) -> Self {
+        let dir = self._dir.take().expect("a kit on its own directory");
+        drop(self);
+        let (store, _) = Store::open(&dir.path().join("db.redb")).unwrap();
+        let kit = Self::build(store, Some(dir), &Config::default());
+        kit.clock.set(now);
+        kit
     }
 
     pub fn with_store(store: Store, config: &Config) -> Self {
@@ -42,12 +62,15 @@ impl Kit {
     fn build(store: Store, dir: Option<tempfile::TempDir>, config: &Config) -> Self {
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(config.cache_bytes));
+        let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
+        store.load_index(&ttl).unwrap();
         let stats = Arc::new(Stats::default());
         let clock = Arc::new(ManualClock::new(T0));
         let (fatal_tx, fatal) = mpsc::channel();
         let writer = Writer::spawn(
             store.clone(),
             cache.clone(),
+            ttl.clone(),
             stats.clone(),
             clock.clone(),
             WriterConfig {
@@ -56,15 +79,38 @@ impl Kit {
                 queue_capacity: 1024,
                 max_session_bytes: config.limits.max_session_bytes as usize,
                 max_fields: config.limits.max_fields as usize,
-                default_idle_secs: config.expiry.default_idle_secs,
+                rules: config.expiry.rules(),
             },
             Box::new(move |reason| {
                 let _ = fatal_tx.send(reason);
             }),
         )
         .unwrap();
-        let service = Arc::new(Service::new(store, cache, stats, clock.clone(), writer.queue(), config.limits.clone()));
-        Self { service, clock, fatal, writer: Some(writer), _dir: dir }
+        // The sweeper runs only when a test asks (SWEEP): an hour apart.
+        let sweeper = Sweeper::spawn(
+            ttl.clone(),
+            writer.queue(),
+            stats.clone(),
+            clock.clone(),
+            SweepConfig { interval: Duration::from_secs(3600), batch: config.expiry.sweep_batch },
+        )
+        .unwrap();
+        let service = Arc::new(Service::new(Parts {
+            store: store.clone(),
+            cache,
+            ttl: ttl.clone(),
+            stats,
+            clock: clock.clone(),
+            writer: writer.queue(),
+            sweeper: sweeper.queue(),
+            limits: config.limits.clone(),
+            rules: config.expiry.rules(),
+        }));
+        let kit = Self { service, clock, ttl, store, fatal, sweeper: Some(sweeper), writer: Some(writer), _dir: dir };
+        // Let the sweeper's start-up round finish at the kit's starting time,
+        // so a test that moves the clock later is not raced by it.
+        assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(_)));
+        kit
     }
 
     pub fn call(&self, request: Request) -> Response {
@@ -99,6 +145,9 @@ impl Kit {
 
 impl Drop for Kit {
     fn drop(&mut self) {
+        if let Some(s) = self.sweeper.take() {
+            s.shutdown();
+        }
         if let Some(w) = self.writer.take() {
             w.shutdown();
         }

@@ -7,7 +7,13 @@
 //! - in strict mode nothing is acknowledged before a durable commit;
 //! - no reader ever sees a state that a crash could take back (in strict
 //!   mode), nor a session after its delete or cycle was acknowledged;
-//! - repeated writes to one session within a batch cost one insert.
+//! - repeated writes to one session within a batch cost one insert;
+//! - the `expiry` table and the TTL index follow every session row.
+//!
+//! Expiry: the TTL index is the authority, since touches extend it in
+//! memory first. When a batch first loads a session it takes the later of
+//! the stored and the indexed expiry, so a write never undoes a touch, and
+//! persisting a touch is just writing the loaded record back.
 //!
 //! If a commit fails, every mutation of the batch, and every later one, is
 //! answered UNAVAILABLE and the daemon is told to stop: it fails closed.
@@ -23,10 +29,11 @@ use sessiond_protocol::{Created, DeletedOk, ErrorCode, Expiry, Field, Response, 
 
 use crate::cache::Cache;
 use crate::clock::Clock;
-use crate::record::Record;
+use crate::record::{ExpiryRules, Record};
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
-use crate::store::{SESSIONS, Store, StoreError};
+use crate::store::{EXPIRY, SESSIONS, Store, StoreError};
+use crate::ttl::TtlIndex;
 
 /// A mutation, already validated for syntax and static limits by the service.
 #[derive(Debug)]
@@ -34,10 +41,6 @@ pub enum Op {
     Create {
         fields: Vec<Field>,
         expiry: Expiry,
-    },
-    /// GET with touch: answers with the session and records the activity.
-    GetTouch {
-        key: SessionKey,
     },
     Replace {
         key: SessionKey,
@@ -51,14 +54,23 @@ pub enum Op {
         remove: Vec<String>,
         expected_version: Option<u64>,
     },
-    Touch {
-        key: SessionKey,
-    },
     Delete {
         key: SessionKey,
     },
     Cycle {
         key: SessionKey,
+    },
+    SetExpiry {
+        key: SessionKey,
+        expiry: Expiry,
+    },
+    /// Store the expiry that touches moved in the TTL index.
+    PersistTouch {
+        key: SessionKey,
+    },
+    /// Delete these sessions if they are still expired.
+    Sweep {
+        keys: Vec<SessionKey>,
     },
 }
 
@@ -76,7 +88,7 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     pub max_session_bytes: usize,
     pub max_fields: usize,
-    pub default_idle_secs: u32,
+    pub rules: ExpiryRules,
 }
 
 enum Msg {
@@ -109,6 +121,13 @@ pub enum SubmitError {
 }
 
 impl WriterQueue {
+    /// Queues a job, waiting for room; for background work only, never for
+    /// a network thread.
+    pub fn submit_wait(&self, job: Job) -> Result<(), SubmitError> {
+        self.tx.send(Msg::Job(job)).map_err(|_| SubmitError::Closed)
+    }
+
+    /// Queues a job if there is room.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         self.tx.try_send(Msg::Job(job)).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full,
@@ -129,6 +148,7 @@ impl Writer {
     pub fn spawn(
         store: Arc<Store>,
         cache: Arc<Cache>,
+        ttl: Arc<TtlIndex>,
         stats: Arc<Stats>,
         clock: Arc<dyn Clock>,
         config: WriterConfig,
@@ -136,7 +156,7 @@ impl Writer {
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity);
         let state =
-            WriterThread { store, cache, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
+            WriterThread { store, cache, ttl, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
         let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
         Ok(Self { queue: WriterQueue { tx }, thread })
     }
@@ -157,6 +177,7 @@ impl Writer {
 struct WriterThread {
     store: Arc<Store>,
     cache: Arc<Cache>,
+    ttl: Arc<TtlIndex>,
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     config: WriterConfig,
@@ -169,30 +190,43 @@ struct WriterThread {
 
 /// A session's state within one batch.
 struct Slot {
-    /// The row existed in the table when the batch first touched it.
-    existed: bool,
+    /// The expiry of the stored row when the batch first loaded it, if
+    /// there was a row: its `expiry` table entry.
+    stored_expiry: Option<u64>,
     /// The latest state in this batch; `None` if absent or deleted.
     record: Option<Record>,
     /// Must be written back at commit.
     dirty: bool,
+    /// SET_EXPIRY replaced the policy: the index may move the expiry earlier.
+    expiry_reset: bool,
 }
 
 type SessionTable<'t> = Table<'t, [u8; 32], &'static [u8]>;
+type ExpiryTable<'t> = Table<'t, (u64, [u8; 32]), u64>;
 
 struct Batch<'t> {
     table: SessionTable<'t>,
+    expiry: ExpiryTable<'t>,
+    ttl: &'t TtlIndex,
     slots: HashMap<SessionKey, Slot>,
     now: u64,
+    /// Sessions a sweep found touched since it was taken: re-filed after commit.
+    refile: Vec<SessionKey>,
 }
 
 impl Batch<'_> {
     fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
         if !self.slots.contains_key(&key) {
-            let record = match self.table.get(key.as_bytes())? {
+            let mut record = match self.table.get(key.as_bytes())? {
                 Some(bytes) => Some(Record::decode(bytes.value())?),
                 None => None,
             };
-            self.slots.insert(key, Slot { existed: record.is_some(), record, dirty: false });
+            let stored_expiry = record.as_ref().map(|r| r.expires_at_ms);
+            if let (Some(r), Some(e)) = (record.as_mut(), self.ttl.get(&key)) {
+                r.expires_at_ms = r.expires_at_ms.max(e.expires_at);
+                r.last_active_ms = r.last_active_ms.max(e.last_active);
+            }
+            self.slots.insert(key, Slot { stored_expiry, record, dirty: false, expiry_reset: false });
         }
         Ok(self.slots.get_mut(&key).expect("inserted above"))
     }
@@ -208,7 +242,7 @@ impl Batch<'_> {
     /// such a key is never handed out again.
     fn taken(&mut self, key: SessionKey) -> Result<bool, StoreError> {
         if let Some(slot) = self.slots.get(&key) {
-            return Ok(slot.existed || slot.record.is_some());
+            return Ok(slot.stored_expiry.is_some() || slot.record.is_some());
         }
         Ok(self.table.get(key.as_bytes())?.is_some())
     }
@@ -236,7 +270,7 @@ impl Batch<'_> {
                 slot.dirty = true;
             }
             None => {
-                self.slots.insert(key, Slot { existed: false, record, dirty: true });
+                self.slots.insert(key, Slot { stored_expiry: None, record, dirty: true, expiry_reset: false });
             }
         }
     }
@@ -336,18 +370,14 @@ impl WriterThread {
         }
         let now = self.clock.now_ms();
         match self.apply_and_commit(&jobs, now) {
-            Ok((responses, slots)) => {
-                let mut stored_delta: i64 = 0;
+            Ok((responses, slots, refile)) => {
                 for (key, slot) in slots.into_iter().filter(|(_, s)| s.dirty) {
-                    stored_delta += i64::from(slot.record.is_some()) - i64::from(slot.existed);
+                    let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
+                    self.ttl.publish(key, stored, slot.expiry_reset);
                     self.cache.publish(key, slot.record.map(Arc::new));
                 }
-                if stored_delta >= 0 {
-                    Stats::add(&self.stats.sessions_stored, stored_delta.unsigned_abs());
-                } else {
-                    self.stats
-                        .sessions_stored
-                        .fetch_sub(stored_delta.unsigned_abs(), std::sync::atomic::Ordering::Relaxed);
+                for key in refile {
+                    self.ttl.refile(key);
                 }
                 Stats::add(&self.stats.commits, 1);
                 Stats::add(&self.stats.committed_ops, jobs.len() as u64);
@@ -362,19 +392,27 @@ impl WriterThread {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn apply_and_commit(
         &mut self,
         jobs: &[Job],
         now: u64,
-    ) -> Result<(Vec<Response>, HashMap<SessionKey, Slot>), StoreError> {
+    ) -> Result<(Vec<Response>, HashMap<SessionKey, Slot>, Vec<SessionKey>), StoreError> {
         let mut txn = self.store.db().begin_write()?;
         let durable = self.config.flush_interval.is_none();
         txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
         // The data written is chosen by clients; 2PC keeps a torn commit
         // from ever validating (see redb's set_two_phase_commit docs).
         txn.set_two_phase_commit(true);
-        let (responses, slots) = {
-            let mut batch = Batch { table: txn.open_table(SESSIONS)?, slots: HashMap::new(), now };
+        let (responses, slots, refile) = {
+            let mut batch = Batch {
+                table: txn.open_table(SESSIONS)?,
+                expiry: txn.open_table(EXPIRY)?,
+                ttl: &self.ttl,
+                slots: HashMap::new(),
+                now,
+                refile: Vec::new(),
+            };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let response = match self.apply(&mut batch, &job.op) {
@@ -388,17 +426,21 @@ impl WriterThread {
                 responses.push(response);
             }
             for (key, slot) in batch.slots.iter().filter(|(_, s)| s.dirty) {
+                if let Some(old) = slot.stored_expiry {
+                    batch.expiry.remove((old, *key.as_bytes()))?;
+                }
                 match &slot.record {
                     Some(record) => {
                         batch.table.insert(key.as_bytes(), record.encode().as_slice())?;
+                        batch.expiry.insert((record.expires_at_ms, *key.as_bytes()), record.last_active_ms)?;
                     }
-                    None if slot.existed => {
+                    None if slot.stored_expiry.is_some() => {
                         batch.table.remove(key.as_bytes())?;
                     }
                     None => {}
                 }
             }
-            (responses, batch.slots)
+            (responses, batch.slots, batch.refile)
         };
         txn.commit()?;
         if durable {
@@ -406,7 +448,7 @@ impl WriterThread {
         } else if self.volatile_since.is_none() {
             self.volatile_since = Some(Instant::now());
         }
-        Ok((responses, slots))
+        Ok((responses, slots, refile))
     }
 
     fn check_size(&self, record: &Record) -> Option<Response> {
@@ -427,42 +469,24 @@ impl WriterThread {
 
     fn apply(&self, batch: &mut Batch<'_>, op: &Op) -> Result<Response, StoreError> {
         let now = batch.now;
-        let idle = self.config.default_idle_secs;
+        let rules = self.config.rules;
         Ok(match op {
             Op::Create { fields, expiry } => {
                 let key = match batch.fresh_key()? {
                     Ok(k) => k,
                     Err(resp) => return Ok(resp),
                 };
-                let record = Record::new(now, *expiry, fields.clone(), idle);
+                let record = Record::new(now, *expiry, fields.clone(), rules);
                 let created =
                     Created { key: key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
                 batch.put(key, Some(record));
                 Response::Created(created)
-            }
-            Op::GetTouch { key } => {
-                let Some(slot) = batch.live(*key)? else {
-                    return Ok(not_found());
-                };
-                let record = slot.record.as_mut().expect("live slot has a record");
-                record.mark_active(now, idle);
-                slot.dirty = true;
-                Response::Session(record.to_body())
             }
             Op::Replace { key, fields, expected_version } => {
                 self.modify(batch, *key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)?
             }
             Op::Patch { key, set, remove, expected_version } => {
                 self.modify(batch, *key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)?
-            }
-            Op::Touch { key } => {
-                let Some(slot) = batch.live(*key)? else {
-                    return Ok(not_found());
-                };
-                let record = slot.record.as_mut().expect("live slot has a record");
-                record.mark_active(now, idle);
-                slot.dirty = true;
-                Response::Touched(Written { version: record.version, expires_at_ms: record.expires_at_ms })
             }
             Op::Delete { key } => {
                 let existed = batch.live(*key)?.is_some();
@@ -472,9 +496,7 @@ impl WriterThread {
                 Response::Deleted(DeletedOk { existed })
             }
             Op::Cycle { key } => {
-                let Some(slot) = batch.live(*key)? else {
-                    return Ok(not_found());
-                };
+                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
                 let mut record = slot.record.take().expect("live slot has a record");
                 slot.dirty = true;
                 let new_key = match batch.fresh_key()? {
@@ -484,11 +506,42 @@ impl WriterThread {
                         return Ok(resp);
                     }
                 };
-                record.mark_modified(now, idle);
+                record.mark_modified(now, rules);
                 let created =
                     Created { key: new_key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
                 batch.put(new_key, Some(record));
                 Response::Cycled(created)
+            }
+            Op::SetExpiry { key, expiry } => {
+                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
+                let record = slot.record.as_mut().expect("live slot has a record");
+                record.set_expiry(*expiry, now, rules);
+                slot.dirty = true;
+                slot.expiry_reset = true;
+                Response::ExpirySet(Written { version: record.version, expires_at_ms: record.expires_at_ms })
+            }
+            Op::PersistTouch { key } => {
+                // Loading merged the index's expiry into the record: writing
+                // it back is all there is to do.
+                if let Some(slot) = batch.live(*key)? {
+                    slot.dirty = true;
+                    Stats::add(&self.stats.touches_persisted, 1);
+                }
+                Response::Pong(sessiond_protocol::Empty {})
+            }
+            Op::Sweep { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    match batch.slot(*key)?.record.as_ref().map(|r| r.is_live(now)) {
+                        Some(false) => {
+                            batch.put(*key, None);
+                            removed += 1;
+                        }
+                        Some(true) => batch.refile.push(*key),
+                        None => {}
+                    }
+                }
+                Response::Swept(sessiond_protocol::SweptOk { removed })
             }
         })
     }
@@ -518,7 +571,7 @@ impl WriterThread {
         if let Some(too_large) = self.check_size(&next) {
             return Ok(too_large);
         }
-        next.mark_modified(now, self.config.default_idle_secs);
+        next.mark_modified(now, self.config.rules);
         let written = Written { version: next.version, expires_at_ms: next.expires_at_ms };
         slot.record = Some(next);
         slot.dirty = true;

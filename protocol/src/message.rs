@@ -16,6 +16,7 @@ pub mod op {
     pub const HELLO: u8 = 0x01;
     pub const PING: u8 = 0x02;
     pub const STATS: u8 = 0x03;
+    pub const SWEEP: u8 = 0x04;
     pub const CREATE: u8 = 0x10;
     pub const GET: u8 = 0x11;
     pub const EXISTS: u8 = 0x12;
@@ -24,6 +25,7 @@ pub mod op {
     pub const TOUCH: u8 = 0x15;
     pub const DELETE: u8 = 0x16;
     pub const CYCLE: u8 = 0x17;
+    pub const SET_EXPIRY: u8 = 0x18;
 
     /// Set on the opcode of every response.
     pub const REPLY: u8 = 0x80;
@@ -31,6 +33,7 @@ pub mod op {
     pub const HELLO_OK: u8 = REPLY | HELLO;
     pub const PONG: u8 = REPLY | PING;
     pub const STATS_OK: u8 = REPLY | STATS;
+    pub const SWEPT: u8 = REPLY | SWEEP;
     pub const CREATED: u8 = REPLY | CREATE;
     pub const SESSION: u8 = REPLY | GET;
     pub const EXISTS_OK: u8 = REPLY | EXISTS;
@@ -39,6 +42,7 @@ pub mod op {
     pub const TOUCHED: u8 = REPLY | TOUCH;
     pub const DELETED: u8 = REPLY | DELETE;
     pub const CYCLED: u8 = REPLY | CYCLE;
+    pub const EXPIRY_SET: u8 = REPLY | SET_EXPIRY;
 }
 
 macro_rules! wire_struct {
@@ -64,16 +68,26 @@ wire_struct! {
     }
 }
 
-/// How a session expires.
+/// How a session expires: the policies of Django's `set_expiry`.
+///
+/// Whatever the policy, a daemon-wide lifetime cap, if configured, ends the
+/// session at creation plus the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
 #[bincode(crate = "crate::codec::bincode")]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Expiry {
-    /// The daemon's configured default idle age.
+    /// The daemon's default idle age (`set_expiry(None)`).
     #[default]
     Default,
-    /// Expires this many seconds after the last activity.
+    /// Expires this many seconds after the last activity (`set_expiry(int)`).
     IdleSecs(u32),
+    /// Expires at this Unix time in milliseconds, whatever the activity
+    /// (`set_expiry(datetime)`).
+    At(u64),
+    /// The cookie should expire when the browser closes (`set_expiry(0)`):
+    /// set it without max-age. The daemon still ends the session after its
+    /// default idle age.
+    BrowserClose,
 }
 
 wire_struct! {
@@ -149,6 +163,20 @@ wire_struct! {
 }
 
 wire_struct! {
+    pub struct SetExpiry {
+        pub key: String,
+        pub expiry: Expiry,
+    }
+}
+
+wire_struct! {
+    pub struct SweptOk {
+        /// Expired sessions removed by this sweep.
+        pub removed: u64,
+    }
+}
+
+wire_struct! {
     pub struct Counter {
         pub name: String,
         pub value: u64,
@@ -178,6 +206,9 @@ wire_struct! {
         pub modified_ms: u64,
         pub last_active_ms: u64,
         pub expires_at_ms: u64,
+        /// Milliseconds left before expiry, by the daemon's clock: Django's
+        /// `get_expiry_age`.
+        pub ttl_ms: u64,
         pub expiry: Expiry,
     }
 }
@@ -189,7 +220,7 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// The result of REPLACE, PATCH and TOUCH.
+    /// The result of REPLACE, PATCH, TOUCH and SET_EXPIRY.
     pub struct Written {
         pub version: u64,
         pub expires_at_ms: u64,
@@ -256,6 +287,7 @@ message_enum! {
         Hello(Hello) = op::HELLO, "HELLO";
         Ping(Empty) = op::PING, "PING";
         Stats(Empty) = op::STATS, "STATS";
+        Sweep(Empty) = op::SWEEP, "SWEEP";
         Create(Create) = op::CREATE, "CREATE";
         Get(Get) = op::GET, "GET";
         Exists(KeyOnly) = op::EXISTS, "EXISTS";
@@ -264,6 +296,7 @@ message_enum! {
         Touch(KeyOnly) = op::TOUCH, "TOUCH";
         Delete(KeyOnly) = op::DELETE, "DELETE";
         Cycle(KeyOnly) = op::CYCLE, "CYCLE";
+        SetExpiry(SetExpiry) = op::SET_EXPIRY, "SET_EXPIRY";
     }
 }
 
@@ -274,6 +307,7 @@ message_enum! {
         Hello(HelloOk) = op::HELLO_OK, "HELLO_OK";
         Pong(Empty) = op::PONG, "PONG";
         Stats(StatsOk) = op::STATS_OK, "STATS_OK";
+        Swept(SweptOk) = op::SWEPT, "SWEPT";
         Created(Created) = op::CREATED, "CREATED";
         Session(SessionBody) = op::SESSION, "SESSION";
         Exists(ExistsOk) = op::EXISTS_OK, "EXISTS_OK";
@@ -282,6 +316,7 @@ message_enum! {
         Touched(Written) = op::TOUCHED, "TOUCHED";
         Deleted(DeletedOk) = op::DELETED, "DELETED";
         Cycled(Created) = op::CYCLED, "CYCLED";
+        ExpirySet(Written) = op::EXPIRY_SET, "EXPIRY_SET";
     }
 }
 

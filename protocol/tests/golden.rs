@@ -67,6 +67,7 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
                 modified_ms: 1_700_000_000_000,
                 last_active_ms: 1_700_000_000_000,
                 expires_at_ms: 1_700_003_600_000,
+                ttl_ms: 3_600_000,
                 expiry: Expiry::IdleSecs(3600),
             })),
         ),
@@ -95,6 +96,19 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
         ("DELETED", 11, Resp(Response::Deleted(DeletedOk { existed: true }))),
         ("CYCLE", 12, Req(Request::Cycle(KeyOnly { key: key() }))),
         ("CYCLED", 12, Resp(Response::Cycled(Created { key: key(), version: 4, expires_at_ms: 1_700_007_200_000 }))),
+        ("SWEEP", 14, Req(Request::Sweep(Empty {}))),
+        ("SWEPT", 14, Resp(Response::Swept(SweptOk { removed: 1000 }))),
+        (
+            "SET_EXPIRY (absolute)",
+            15,
+            Req(Request::SetExpiry(SetExpiry { key: key(), expiry: Expiry::At(1_700_086_400_000) })),
+        ),
+        (
+            "SET_EXPIRY (browser close)",
+            16,
+            Req(Request::SetExpiry(SetExpiry { key: key(), expiry: Expiry::BrowserClose })),
+        ),
+        ("EXPIRY_SET", 15, Resp(Response::ExpirySet(Written { version: 5, expires_at_ms: 1_700_086_400_000 }))),
         (
             "ERROR",
             13,

@@ -40,9 +40,8 @@ enum Command {
         /// A field to store, as NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_field)]
         set: Vec<(String, String)>,
-        /// Expire after this many idle seconds (default: the daemon's).
-        #[arg(long, value_name = "SECS")]
-        idle: Option<u32>,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
     },
     /// Print a session's fields and metadata.
     Get {
@@ -84,8 +83,42 @@ enum Command {
     Delete { key: String },
     /// Move a session to a new key and print it; the old key stops working.
     Cycle { key: String },
+    /// Replace a session's expiry policy (Django's set_expiry).
+    Expire {
+        key: String,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
+    /// Remove expired sessions now and print how many.
+    Sweep,
     /// Print the daemon's counters.
     Stats,
+}
+
+/// An expiry policy; none of the options means the daemon's default.
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+struct ExpiryArgs {
+    /// Expire after this many idle seconds.
+    #[arg(long, value_name = "SECS")]
+    idle: Option<u32>,
+    /// Expire at this Unix time (seconds), whatever the activity.
+    #[arg(long, value_name = "UNIX_SECS")]
+    at: Option<u64>,
+    /// The cookie should end with the browser; the daemon applies its default age.
+    #[arg(long)]
+    browser_close: bool,
+}
+
+impl ExpiryArgs {
+    fn policy(&self) -> Expiry {
+        match (self.idle, self.at, self.browser_close) {
+            (Some(secs), _, _) => Expiry::IdleSecs(secs),
+            (_, Some(at), _) => Expiry::At(at.saturating_mul(1000)),
+            (_, _, true) => Expiry::BrowserClose,
+            _ => Expiry::Default,
+        }
+    }
 }
 
 fn parse_field(s: &str) -> Result<(String, String), String> {
@@ -119,9 +152,8 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
             client.ping()?;
             out.print("pong", json!({"ok": true}));
         }
-        Command::Create { set, idle } => {
-            let expiry = idle.map_or(Expiry::Default, Expiry::IdleSecs);
-            let c = client.create(set, expiry)?;
+        Command::Create { set, expiry } => {
+            let c = client.create(set, expiry.policy())?;
             out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
         }
         Command::Get { key, touch } => {
@@ -157,6 +189,11 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
         Command::Cycle { key } => {
             let c = client.cycle(&key)?;
             out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
+        }
+        Command::Expire { key, expiry } => out.written(client.set_expiry(&key, expiry.policy())?),
+        Command::Sweep => {
+            let removed = client.sweep()?;
+            out.print(&format!("removed {removed}"), json!({"removed": removed}));
         }
         Command::Stats => {
             let counters = client.stats()?;
@@ -194,9 +231,15 @@ fn print_session(out: &Output, s: &Session) {
         Err(_) => format!("0x{}", hex::encode(v)),
     };
     let mut text: Vec<String> = s.fields.iter().map(|(k, v)| format!("{k}={}", shown(v))).collect();
+    let policy = match s.expiry {
+        Expiry::Default => "default".to_owned(),
+        Expiry::IdleSecs(secs) => format!("idle {secs}s"),
+        Expiry::At(ms) => format!("at {ms}"),
+        Expiry::BrowserClose => "browser-close".to_owned(),
+    };
     text.push(format!(
-        "# version {} created_ms {} modified_ms {} last_active_ms {} expires_at_ms {}",
-        s.version, s.created_ms, s.modified_ms, s.last_active_ms, s.expires_at_ms
+        "# version {} created_ms {} modified_ms {} last_active_ms {} expires_at_ms {} ttl_ms {} expiry {policy}",
+        s.version, s.created_ms, s.modified_ms, s.last_active_ms, s.expires_at_ms, s.ttl_ms
     ));
     let fields: serde_json::Map<String, Value> = s.fields.iter().map(|(k, v)| (k.clone(), json!(shown(v)))).collect();
     let value = json!({
@@ -206,9 +249,12 @@ fn print_session(out: &Output, s: &Session) {
         "modified_ms": s.modified_ms,
         "last_active_ms": s.last_active_ms,
         "expires_at_ms": s.expires_at_ms,
+        "ttl_ms": s.ttl_ms,
         "expiry": match s.expiry {
             Expiry::Default => json!("default"),
             Expiry::IdleSecs(secs) => json!({"idle_secs": secs}),
+            Expiry::At(ms) => json!({"at_ms": ms}),
+            Expiry::BrowserClose => json!("browser_close"),
         },
     });
     out.print(&text.join("\n"), value);
