@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use sessiond_protocol::{Create, Empty, Expiry, Field, Get, KeyOnly, Patch, Replace, Request, SessionBody};
+use sessiond_protocol::{
+    Create, Cycle, Empty, Expiry, Field, Get, KeyOnly, Meta, Patch, Replace, Request, SessionBody,
+};
 
 /// A session as read from the daemon. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,14 @@ pub struct Session {
     /// The policy. `Expiry::BrowserClose` means the cookie should be set
     /// without max-age (Django's `get_expire_at_browser_close`).
     pub expiry: Expiry,
+    pub handle: String,
+    pub user: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `get_from` was given an IP other than the stored one.
+    pub ip_changed: bool,
+    /// `get_from` was given a user agent other than the stored one.
+    pub user_agent_changed: bool,
 }
 
 impl From<SessionBody> for Session {
@@ -34,6 +44,12 @@ impl From<SessionBody> for Session {
             expires_at_ms: b.expires_at_ms,
             ttl_ms: b.ttl_ms,
             expiry: b.expiry,
+            handle: b.handle,
+            user: b.user,
+            ip: b.ip,
+            user_agent: b.user_agent,
+            ip_changed: b.ip_changed,
+            user_agent_changed: b.user_agent_changed,
         }
     }
 }
@@ -43,13 +59,16 @@ impl From<SessionBody> for Session {
 pub struct Created {
     /// The session key: 43 base64url characters, for the cookie.
     pub key: String,
+    /// The public handle: safe to show, stable across `cycle`, used to
+    /// revoke the session or to keep it when revoking the others.
+    pub handle: String,
     pub version: u64,
     pub expires_at_ms: u64,
 }
 
 impl From<sessiond_protocol::Created> for Created {
     fn from(c: sessiond_protocol::Created) -> Self {
-        Self { key: c.key, version: c.version, expires_at_ms: c.expires_at_ms }
+        Self { key: c.key, handle: c.handle, version: c.version, expires_at_ms: c.expires_at_ms }
     }
 }
 
@@ -94,12 +113,16 @@ pub(crate) fn sweep() -> Request {
     Request::Sweep(Empty {})
 }
 
-pub(crate) fn create(fields: Vec<Field>, expiry: Expiry) -> Request {
-    Request::Create(Create { fields, expiry })
+pub(crate) fn create(fields: Vec<Field>, expiry: Expiry, meta: Meta) -> Request {
+    Request::Create(Create { fields, expiry, meta })
 }
 
 pub(crate) fn get(key: &str, touch: bool) -> Request {
-    Request::Get(Get { key: key.to_owned(), touch })
+    Request::Get(Get { key: key.to_owned(), touch, ip: None, user_agent: None })
+}
+
+pub(crate) fn cycle(key: &str, bind_user: Option<&str>) -> Request {
+    Request::Cycle(Cycle { key: key.to_owned(), bind_user: bind_user.map(str::to_owned) })
 }
 
 pub(crate) fn key_only(key: &str) -> KeyOnly {
@@ -145,8 +168,77 @@ macro_rules! operations {
             fields: impl IntoIterator<Item = (K, V)>,
             expiry: Expiry,
         ) -> Result<Created, Error> {
-            let r = self.call(api::create(api::to_fields(fields), expiry))$($await_)*?;
+            let r = self.call(api::create(api::to_fields(fields), expiry, sessiond_protocol::Meta::default()))$($await_)*?;
             api::answer!(r, Created(c) => c.into())
+        }
+
+        /// Creates a session with an owner, IP and user agent.
+        pub $($async_)? fn create_with_meta<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            fields: impl IntoIterator<Item = (K, V)>,
+            expiry: Expiry,
+            meta: sessiond_protocol::Meta,
+        ) -> Result<Created, Error> {
+            let r = self.call(api::create(api::to_fields(fields), expiry, meta))$($await_)*?;
+            api::answer!(r, Created(c) => c.into())
+        }
+
+        /// Reads a session as `get` or `get_touch` do, and compares the
+        /// caller's IP and user agent with the stored ones: see
+        /// `Session::ip_changed`. Nothing is enforced.
+        pub $($async_)? fn get_from(
+            &self,
+            key: &str,
+            touch: bool,
+            ip: Option<&str>,
+            user_agent: Option<&str>,
+        ) -> Result<Session, Error> {
+            let request = Request::Get(sessiond_protocol::Get {
+                key: key.to_owned(),
+                touch,
+                ip: ip.map(str::to_owned),
+                user_agent: user_agent.map(str::to_owned),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, Session(s) => s.into())
+        }
+
+        /// Updates the IP and user agent a session is used from; `None`
+        /// keeps the stored value.
+        pub $($async_)? fn set_meta(&self, key: &str, ip: Option<&str>, user_agent: Option<&str>) -> Result<Written, Error> {
+            let request = Request::SetMeta(sessiond_protocol::SetMeta {
+                key: key.to_owned(),
+                ip: ip.map(str::to_owned),
+                user_agent: user_agent.map(str::to_owned),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, MetaSet(w) => w.into())
+        }
+
+        /// A user's live sessions, most recently active first. Listings
+        /// carry handles, never keys.
+        pub $($async_)? fn list_user(&self, user: &str) -> Result<Vec<sessiond_protocol::SessionInfo>, Error> {
+            let request = Request::ListUser(sessiond_protocol::ListUser { user: user.to_owned() });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, UserSessions(u) => u.sessions)
+        }
+
+        /// Ends the session with this handle; returns 1 if it was live, else 0.
+        pub $($async_)? fn revoke(&self, handle: &str) -> Result<u64, Error> {
+            let request = Request::Revoke(sessiond_protocol::Revoke { handle: handle.to_owned() });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, Revoked(n) => n.count)
+        }
+
+        /// Ends all of a user's sessions, or all but the one with handle
+        /// `keep` (the caller's own), atomically; returns how many ended.
+        pub $($async_)? fn revoke_user(&self, user: &str, keep: Option<&str>) -> Result<u64, Error> {
+            let request = Request::RevokeUser(sessiond_protocol::RevokeUser {
+                user: user.to_owned(),
+                keep: keep.map(str::to_owned),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, UserRevoked(n) => n.count)
         }
 
         /// Reads a session without counting it as activity.
@@ -206,7 +298,14 @@ macro_rules! operations {
         /// Moves the session to a new key in one atomic step (what login
         /// does); the old key stops working at once.
         pub $($async_)? fn cycle(&self, key: &str) -> Result<Created, Error> {
-            let r = self.call(Request::Cycle(api::key_only(key)))$($await_)*?;
+            let r = self.call(api::cycle(key, None))$($await_)*?;
+            api::answer!(r, Cycled(c) => c.into())
+        }
+
+        /// Login: moves the session to a new key and makes `user` its owner,
+        /// in one atomic step. Data, handle, IP and user agent are kept.
+        pub $($async_)? fn cycle_bind(&self, key: &str, user: &str) -> Result<Created, Error> {
+            let r = self.call(api::cycle(key, Some(user)))$($await_)*?;
             api::answer!(r, Cycled(c) => c.into())
         }
 

@@ -14,7 +14,7 @@ mod error;
 pub use api::{Created, Session, Written};
 pub use conn::Client;
 pub use error::Error;
-pub use sessiond_protocol::{Counter, ErrorCode, Expiry, Limits};
+pub use sessiond_protocol::{Counter, ErrorCode, Expiry, Limits, Location, Meta, SessionInfo};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -30,6 +30,7 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub limits: Limits,
     pub expiry: ExpiryConfig,
+    pub users: UsersConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             durability: DurabilityConfig::default(),
             limits: Limits::default(),
             expiry: ExpiryConfig::default(),
+            users: UsersConfig::default(),
         }
     }
 }
@@ -139,6 +141,35 @@ impl ExpiryConfig {
             default_idle_secs: self.default_idle_secs,
             max_lifetime_ms: (self.max_lifetime_secs > 0).then(|| self.max_lifetime_secs.saturating_mul(1000)),
         }
+    }
+}
+
+/// What happens when a user already has `max_sessions_per_user` sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPolicy {
+    /// The new session is refused with TOO_MANY_SESSIONS.
+    Refuse,
+    /// The user's least recently active session ends to make room.
+    EvictOldest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersConfig {
+    /// Most live sessions one user may have; 0 for no limit.
+    pub max_sessions_per_user: usize,
+    pub limit_policy: LimitPolicy,
+    /// User agents are truncated to this many bytes.
+    pub max_user_agent: usize,
+    /// A MaxMind-format (GeoIP2/GeoLite2 City or Country) database; when
+    /// set, user listings carry each session's country and city.
+    pub geoip_db: Option<PathBuf>,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        Self { max_sessions_per_user: 0, limit_policy: LimitPolicy::Refuse, max_user_agent: 512, geoip_db: None }
     }
 }
 

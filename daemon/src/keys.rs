@@ -1,6 +1,6 @@
 //! Session key generation: 256 bits from the operating system's CSPRNG.
 
-use sessiond_protocol::{KEY_BYTES, SessionKey};
+use sessiond_protocol::{HANDLE_BYTES, KEY_BYTES, SessionKey};
 
 /// A fresh random key. Keys are made only here, by the daemon: a client can
 /// never choose one (no session fixation).
@@ -8,6 +8,13 @@ pub fn generate() -> Result<SessionKey, getrandom::Error> {
     let mut bytes = [0u8; KEY_BYTES];
     getrandom::fill(&mut bytes)?;
     Ok(SessionKey::from_bytes(bytes))
+}
+
+/// A fresh public handle, independent of any key.
+pub fn handle() -> Result<[u8; HANDLE_BYTES], getrandom::Error> {
+    let mut bytes = [0u8; HANDLE_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod geoip;
 pub mod keys;
 pub mod net;
 pub mod record;

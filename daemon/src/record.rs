@@ -4,7 +4,7 @@
 //! later release can recognise and migrate old records.
 
 use sessiond_protocol::codec::{self, Decode, Encode};
-use sessiond_protocol::{Expiry, Field, SessionBody};
+use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBody, SessionHandle};
 
 pub const RECORD_V1: u8 = 1;
 
@@ -23,6 +23,12 @@ pub struct Record {
     pub expiry: Expiry,
     /// Sorted by name, names unique.
     pub fields: Vec<Field>,
+    /// The public handle; stays the same across CYCLE.
+    pub handle: [u8; HANDLE_BYTES],
+    pub user: Option<String>,
+    /// Canonical text of an IPv4 or IPv6 address.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,10 @@ impl Record {
             expires_at_ms: 0,
             expiry,
             fields,
+            handle: [0; HANDLE_BYTES],
+            user: None,
+            ip: None,
+            user_agent: None,
         };
         record.expires_at_ms = record.policy_expiry(now_ms, rules);
         record
@@ -103,7 +113,9 @@ impl Record {
 
     /// Approximate memory held by this record, for the cache budget.
     pub fn memory_bytes(&self) -> usize {
-        RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes()
+        let meta =
+            [&self.user, &self.ip, &self.user_agent].iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
+        RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes() + meta
     }
 
     /// The session as GET returns it at `now_ms`.
@@ -117,6 +129,12 @@ impl Record {
             expires_at_ms: self.expires_at_ms,
             ttl_ms: self.expires_at_ms.saturating_sub(now_ms),
             expiry: self.expiry,
+            handle: SessionHandle::from_bytes(self.handle).encode(),
+            user: self.user.clone(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            ip_changed: false,
+            user_agent_changed: false,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::geoip::GeoIp;
 use crate::net::{EventLoop, LoopConfig, SocketError, bind_socket};
 use crate::service::{Parts, Service};
 use crate::stats::Stats;
@@ -27,6 +28,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    GeoIp(#[from] crate::geoip::GeoIpError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
 }
@@ -65,6 +68,7 @@ impl Server {
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
+        let geoip = config.users.geoip_db.as_deref().map(GeoIp::open).transpose()?;
         let (store, _) = Store::open(&config.db_path())?;
         let store = Arc::new(store);
         let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
@@ -96,6 +100,9 @@ impl Server {
                 max_session_bytes: limits.max_session_bytes as usize,
                 max_fields: limits.max_fields as usize,
                 rules: config.expiry.rules(),
+                max_sessions_per_user: (config.users.max_sessions_per_user > 0)
+                    .then_some(config.users.max_sessions_per_user),
+                limit_policy: config.users.limit_policy,
             },
             Box::new(move |reason| {
                 let _ = fatal_tx.send(ServerEvent::Fatal(reason));
@@ -123,6 +130,8 @@ impl Server {
             sweeper: sweeper.queue(),
             limits: limits.clone(),
             rules: config.expiry.rules(),
+            users: config.users.clone(),
+            geoip,
         }));
 
         let shutdown = Arc::new(AtomicBool::new(false));

@@ -12,19 +12,21 @@ use std::sync::atomic::Ordering;
 
 use sessiond_protocol::{
     Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
-    Request, Response, SessionBody, SessionKey, SetExpiry, StatsOk, Written,
+    Request, Response, SessionBody, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
+use sessiond_protocol::{Cycle, ListUser, Revoke, RevokeUser, SetMeta, UserSessions};
 
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config;
+use crate::geoip::GeoIp;
 use crate::record::{ExpiryRules, Record, data_bytes};
 use crate::reply::ReplyTo;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::sweeper::SweepQueue;
 use crate::ttl::TtlIndex;
-use crate::writer::{Job, Op, SubmitError, WriterQueue};
+use crate::writer::{Job, Meta, Op, SubmitError, WriterQueue};
 
 /// What became of a request.
 #[derive(Debug)]
@@ -47,6 +49,8 @@ pub struct Parts {
     pub sweeper: SweepQueue,
     pub limits: config::Limits,
     pub rules: ExpiryRules,
+    pub users: config::UsersConfig,
+    pub geoip: Option<GeoIp>,
 }
 
 #[derive(Debug)]
@@ -60,12 +64,25 @@ pub struct Service {
     sweeper: SweepQueue,
     limits: config::Limits,
     rules: ExpiryRules,
+    users: config::UsersConfig,
+    geoip: Option<GeoIp>,
 }
 
-type Reject = Response;
+/// A refused request: the code and message the client gets.
+#[derive(Debug)]
+struct Reject {
+    code: ErrorCode,
+    message: String,
+}
+
+impl From<Reject> for Response {
+    fn from(r: Reject) -> Self {
+        Response::error(r.code, r.message)
+    }
+}
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
-    Response::error(code, message)
+    Reject { code, message: message.into() }
 }
 
 impl Service {
@@ -80,6 +97,8 @@ impl Service {
             sweeper: p.sweeper,
             limits: p.limits,
             rules: p.rules,
+            users: p.users,
+            geoip: p.geoip,
         }
     }
 
@@ -106,18 +125,20 @@ impl Service {
             Ok(Routed::Sweep) => {
                 return match self.sweeper.request(reply()) {
                     true => Outcome::Queued,
-                    false => Outcome::Now(reject(ErrorCode::Unavailable, "the daemon is shutting down")),
+                    false => Outcome::Now(Response::error(ErrorCode::Unavailable, "the daemon is shutting down")),
                 };
             }
-            Err(rejected) => return Outcome::Now(rejected),
+            Err(rejected) => return Outcome::Now(rejected.into()),
         };
         match self.writer.submit(Job { op, reply: reply() }) {
             Ok(()) => Outcome::Queued,
             Err(SubmitError::Full) => {
                 Stats::add(&self.stats.writer_queue_full, 1);
-                Outcome::Now(reject(ErrorCode::Busy, "the write queue is full; retry shortly"))
+                Outcome::Now(Response::error(ErrorCode::Busy, "the write queue is full; retry shortly"))
             }
-            Err(SubmitError::Closed) => Outcome::Now(reject(ErrorCode::Unavailable, "the daemon is shutting down")),
+            Err(SubmitError::Closed) => {
+                Outcome::Now(Response::error(ErrorCode::Unavailable, "the daemon is shutting down"))
+            }
         }
     }
 
@@ -127,7 +148,20 @@ impl Service {
             Request::Ping(_) => Routed::Now(Response::Pong(sessiond_protocol::Empty {})),
             Request::Stats(_) => Routed::Now(Response::Stats(self.stats_snapshot())),
             Request::Sweep(_) => Routed::Sweep,
-            Request::Get(Get { key, touch }) => Routed::Now(Response::Session(self.read(&parse_key(&key)?, touch)?)),
+            Request::Get(Get { key, touch, ip, user_agent }) => {
+                let mut body = self.read(&parse_key(&key)?, touch)?;
+                // Reported, not enforced: a changed IP is common (mobile
+                // networks), so the application decides what it means.
+                if let Some(ip) = ip {
+                    let ip = parse_ip(&ip)?;
+                    body.ip_changed = body.ip.as_ref().is_some_and(|stored| *stored != ip);
+                }
+                if let Some(ua) = user_agent {
+                    body.user_agent_changed =
+                        body.user_agent.as_ref().is_some_and(|stored| stored.as_str() != self.truncate_ua(&ua));
+                }
+                Routed::Now(Response::Session(body))
+            }
             Request::Exists(KeyOnly { key }) => {
                 let exists = self.ttl.live(&parse_key(&key)?, self.clock.now_ms()).is_some();
                 Routed::Now(Response::Exists(ExistsOk { exists }))
@@ -139,9 +173,15 @@ impl Service {
             Request::SetExpiry(SetExpiry { key, expiry }) => {
                 Routed::Write(Op::SetExpiry { key: parse_key(&key)?, expiry })
             }
-            Request::Create(Create { fields, expiry }) => {
-                Routed::Write(Op::Create { fields: self.check_fields(fields)?, expiry })
-            }
+            Request::Create(Create { fields, expiry, meta }) => Routed::Write(Op::Create {
+                fields: self.check_fields(fields)?,
+                expiry,
+                meta: Meta {
+                    user: meta.user.map(|u| check_user(&u).map(|()| u)).transpose()?,
+                    ip: meta.ip.as_deref().map(parse_ip).transpose()?,
+                    user_agent: meta.user_agent.as_deref().map(|ua| self.truncate_ua(ua).to_owned()),
+                },
+            }),
             Request::Replace(Replace { key, fields, expected_version }) => Routed::Write(Op::Replace {
                 key: parse_key(&key)?,
                 fields: self.check_fields(fields)?,
@@ -149,7 +189,24 @@ impl Service {
             }),
             Request::Patch(patch) => Routed::Write(self.check_patch(patch)?),
             Request::Delete(KeyOnly { key }) => Routed::Write(Op::Delete { key: parse_key(&key)? }),
-            Request::Cycle(KeyOnly { key }) => Routed::Write(Op::Cycle { key: parse_key(&key)? }),
+            Request::Cycle(Cycle { key, bind_user }) => Routed::Write(Op::Cycle {
+                key: parse_key(&key)?,
+                bind_user: bind_user.map(|u| check_user(&u).map(|()| u)).transpose()?,
+            }),
+            Request::SetMeta(SetMeta { key, ip, user_agent }) => Routed::Write(Op::SetMeta {
+                key: parse_key(&key)?,
+                ip: ip.as_deref().map(parse_ip).transpose()?,
+                user_agent: user_agent.as_deref().map(|ua| self.truncate_ua(ua).to_owned()),
+            }),
+            Request::ListUser(ListUser { user }) => {
+                check_user(&user)?;
+                Routed::Now(Response::UserSessions(self.list_user(&user)?))
+            }
+            Request::Revoke(Revoke { handle }) => Routed::Write(Op::Revoke { handle: parse_handle(&handle)? }),
+            Request::RevokeUser(RevokeUser { user, keep }) => {
+                check_user(&user)?;
+                Routed::Write(Op::RevokeUser { keep: keep.as_deref().map(parse_handle).transpose()?, user })
+            }
         })
     }
 
@@ -221,6 +278,42 @@ impl Service {
         }
     }
 
+    /// A user's live sessions, most recently active first. Reads committed
+    /// state only: the by-user table in a read transaction, then each record.
+    fn list_user(&self, user: &str) -> Result<UserSessions, Reject> {
+        let keys = self.store.user_sessions(user).map_err(|e| {
+            tracing::error!(error = %e, "listing failed");
+            reject(ErrorCode::Internal, "listing failed")
+        })?;
+        let now = self.clock.now_ms();
+        let mut sessions = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = self.ttl.live(&key, now) else { continue };
+            let Some(record) = self.committed(&key)? else { continue };
+            sessions.push(SessionInfo {
+                handle: SessionHandle::from_bytes(record.handle).encode(),
+                created_ms: record.created_ms,
+                last_active_ms: entry.last_active,
+                expires_at_ms: entry.expires_at,
+                location: record.ip.as_deref().zip(self.geoip.as_ref()).and_then(|(ip, geo)| geo.locate(ip)),
+                ip: record.ip.clone(),
+                user_agent: record.user_agent.clone(),
+            });
+        }
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_active_ms));
+        Ok(UserSessions { sessions })
+    }
+
+    /// The user agent as stored: at most `max_user_agent` bytes, cut at a
+    /// character boundary.
+    fn truncate_ua<'a>(&self, ua: &'a str) -> &'a str {
+        let mut end = ua.len().min(self.users.max_user_agent);
+        while !ua.is_char_boundary(end) {
+            end -= 1;
+        }
+        &ua[..end]
+    }
+
     /// Sorts fields by name and checks names and sizes against the limits.
     fn check_fields(&self, mut fields: Vec<Field>) -> Result<Vec<Field>, Reject> {
         let l = &self.limits;
@@ -284,6 +377,27 @@ enum Routed {
     Sweep,
 }
 
+/// The longest user id accepted: room for integer, UUID and string keys.
+pub const MAX_USER_ID: usize = 256;
+
+fn check_user(user: &str) -> Result<(), Reject> {
+    if user.is_empty() || user.len() > MAX_USER_ID {
+        return Err(reject(ErrorCode::BadRequest, format!("a user id is 1 to {MAX_USER_ID} bytes")));
+    }
+    Ok(())
+}
+
+/// The canonical text of an IP address, so equal addresses compare equal.
+fn parse_ip(text: &str) -> Result<String, Reject> {
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| reject(ErrorCode::BadRequest, format!("{text:?} is not an IP address")))
+}
+
+fn parse_handle(text: &str) -> Result<SessionHandle, Reject> {
+    SessionHandle::parse(text).map_err(|e| reject(ErrorCode::BadRequest, e.to_string()))
+}
+
 fn parse_key(text: &str) -> Result<SessionKey, Reject> {
     SessionKey::parse(text).map_err(|e| reject(ErrorCode::BadKey, e.to_string()))
 }
@@ -322,7 +436,7 @@ mod tests {
         assert_eq!(code(&kit.get(&key, false)), NOT_FOUND, "expired at the instant");
         assert_eq!(code(&kit.get(&key, true)), NOT_FOUND);
         assert_eq!(code(&kit.key_op(Request::Touch, &key)), NOT_FOUND);
-        assert_eq!(code(&kit.key_op(Request::Cycle, &key)), NOT_FOUND);
+        assert_eq!(code(&kit.cycle(&key, None)), NOT_FOUND);
         assert_eq!(code(&kit.patch(&key, "b", "2")), NOT_FOUND);
         let replace = Request::Replace(Replace { key: key.clone(), fields: vec![], expected_version: None });
         assert_eq!(code(&kit.call(replace)), NOT_FOUND);
@@ -373,7 +487,7 @@ mod tests {
 
         let key = kit.create(&[("a", "1")], Expiry::Default);
         session(kit.get(&key, false));
-        let Response::Cycled(new) = kit.key_op(Request::Cycle, &key) else { panic!("cycle failed") };
+        let Response::Cycled(new) = kit.cycle(&key, None) else { panic!("cycle failed") };
         assert_eq!(code(&kit.get(&key, false)), NOT_FOUND);
         let s = session(kit.get(&new.key, false));
         assert_eq!((s.version, s.fields.len()), (2, 1));
@@ -383,7 +497,11 @@ mod tests {
     fn field_names_are_checked_before_anything_is_queued() {
         let kit = Kit::new();
         let empty = vec![Field { name: String::new(), value: vec![] }];
-        let r = kit.call(Request::Create(sessiond_protocol::Create { fields: empty, expiry: Expiry::Default }));
+        let r = kit.call(Request::Create(sessiond_protocol::Create {
+            fields: empty,
+            expiry: Expiry::Default,
+            meta: Default::default(),
+        }));
         assert_eq!(code(&r), Some(ErrorCode::BadRequest as u16));
         let key = kit.create(&[("a", "1")], Expiry::Default);
         let both = Request::Patch(sessiond_protocol::Patch {
@@ -577,7 +695,11 @@ mod tests {
         fail.store(false, Ordering::SeqCst);
         assert_eq!(code(&kit.patch(&key, "a", "3")), unavailable);
         assert_eq!(
-            code(&kit.call(Request::Create(sessiond_protocol::Create { fields: vec![], expiry: Expiry::Default }))),
+            code(&kit.call(Request::Create(sessiond_protocol::Create {
+                fields: vec![],
+                expiry: Expiry::Default,
+                meta: Default::default()
+            }))),
             unavailable
         );
         // The acknowledged state is still what readers see.

@@ -45,6 +45,7 @@ counters! {
     expired_swept: "Expired sessions removed by the sweeper.",
     last_sweep_ms: "When the last sweep ended, Unix milliseconds.",
     touches_persisted: "Lazy writes of touched expiries.",
+    sessions_evicted: "Sessions ended to keep a user within max_sessions_per_user.",
     ttl_index_bytes: "Approximate memory held by the TTL index, in bytes.",
     cache_hits: "Reads served from the cache.",
     cache_misses: "Reads that went to the database.",

@@ -17,6 +17,10 @@ pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> = TableDef
 /// session: the TTL index is rebuilt from it without reading records.
 pub const EXPIRY: TableDefinition<'static, (u64, [u8; 32]), u64> = TableDefinition::new("expiry");
 pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+/// (user id, session key) for every session with an owner.
+pub const BY_USER: TableDefinition<'static, (&'static str, [u8; 32]), ()> = TableDefinition::new("by_user");
+/// Public handle -> session key.
+pub const HANDLES: TableDefinition<'static, [u8; 12], [u8; 32]> = TableDefinition::new("handles");
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -88,6 +92,8 @@ impl Store {
                 }
             }
             txn.open_table(EXPIRY)?;
+            txn.open_table(BY_USER)?;
+            txn.open_table(HANDLES)?;
             txn.open_table(SESSIONS)?.len()?
         };
         txn.commit()?;
@@ -110,6 +116,17 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// The keys of every stored session `user` owns, live or not.
+    pub fn user_sessions(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BY_USER)?;
+        let mut out = Vec::new();
+        for row in table.range((user, [0u8; 32])..=(user, [0xFF; 32]))? {
+            out.push(SessionKey::from_bytes(row?.0.value().1));
+        }
+        Ok(out)
     }
 
     /// Every stored session, live or expired, in key order. For offline

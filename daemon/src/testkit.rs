@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sessiond_protocol::{Create, Expiry, Field, Get, KeyOnly, Patch, Request, Response};
+use sessiond_protocol::{Create, Cycle, Expiry, Field, Get, KeyOnly, Meta, Patch, Request, Response};
 
 use crate::cache::Cache;
 use crate::clock::ManualClock;
@@ -80,6 +80,9 @@ impl Kit {
                 max_session_bytes: config.limits.max_session_bytes as usize,
                 max_fields: config.limits.max_fields as usize,
                 rules: config.expiry.rules(),
+                max_sessions_per_user: (config.users.max_sessions_per_user > 0)
+                    .then_some(config.users.max_sessions_per_user),
+                limit_policy: config.users.limit_policy,
             },
             Box::new(move |reason| {
                 let _ = fatal_tx.send(reason);
@@ -105,6 +108,8 @@ impl Kit {
             sweeper: sweeper.queue(),
             limits: config.limits.clone(),
             rules: config.expiry.rules(),
+            users: config.users.clone(),
+            geoip: None,
         }));
         let kit = Self { service, clock, ttl, store, fatal, sweeper: Some(sweeper), writer: Some(writer), _dir: dir };
         // Let the sweeper's start-up round finish at the kit's starting time,
@@ -123,14 +128,22 @@ impl Kit {
 
     pub fn create(&self, fields: &[(&str, &str)], expiry: Expiry) -> String {
         let fields = fields.iter().map(|(n, v)| Field { name: n.to_string(), value: v.as_bytes().to_vec() }).collect();
-        match self.call(Request::Create(Create { fields, expiry })) {
+        self.create_with(fields, expiry, Meta::default())
+    }
+
+    pub fn create_with(&self, fields: Vec<Field>, expiry: Expiry, meta: Meta) -> String {
+        match self.call(Request::Create(Create { fields, expiry, meta })) {
             Response::Created(c) => c.key,
             other => panic!("create failed: {other:?}"),
         }
     }
 
     pub fn get(&self, key: &str, touch: bool) -> Response {
-        self.call(Request::Get(Get { key: key.into(), touch }))
+        self.call(Request::Get(Get { key: key.into(), touch, ip: None, user_agent: None }))
+    }
+
+    pub fn cycle(&self, key: &str, bind_user: Option<&str>) -> Response {
+        self.call(Request::Cycle(Cycle { key: key.into(), bind_user: bind_user.map(str::to_owned) }))
     }
 
     pub fn key_op(&self, make: fn(KeyOnly) -> Request, key: &str) -> Response {

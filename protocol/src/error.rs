@@ -32,10 +32,12 @@ pub enum ErrorCode {
     Unsupported = 10,
     /// The first request on a connection was not HELLO.
     HelloRequired = 11,
+    /// The user is at `max_sessions_per_user` and the policy is to refuse.
+    TooManySessions = 12,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         Self::NotFound,
         Self::VersionConflict,
         Self::BadRequest,
@@ -47,6 +49,7 @@ impl ErrorCode {
         Self::BadFrame,
         Self::Unsupported,
         Self::HelloRequired,
+        Self::TooManySessions,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -67,6 +70,7 @@ impl ErrorCode {
             Self::BadFrame => "BAD_FRAME",
             Self::Unsupported => "UNSUPPORTED",
             Self::HelloRequired => "HELLO_REQUIRED",
+            Self::TooManySessions => "TOO_MANY_SESSIONS",
         }
     }
 }

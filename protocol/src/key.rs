@@ -52,6 +52,41 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
+pub const HANDLE_BYTES: usize = 12;
+pub const HANDLE_CHARS: usize = 16;
+
+/// A session's public handle: 96 random bits, independent of the key, so
+/// it can be shown in listings and used to revoke a session without
+/// revealing (or being turned into) its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle([u8; HANDLE_BYTES]);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a session handle is {HANDLE_CHARS} base64url characters")]
+pub struct HandleError;
+
+impl SessionHandle {
+    pub const fn from_bytes(bytes: [u8; HANDLE_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    pub const fn as_bytes(&self) -> &[u8; HANDLE_BYTES] {
+        &self.0
+    }
+
+    pub fn parse(text: &str) -> Result<Self, HandleError> {
+        let mut bytes = [0u8; HANDLE_BYTES];
+        match text.len() == HANDLE_CHARS && URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) == Ok(HANDLE_BYTES) {
+            true => Ok(Self(bytes)),
+            false => Err(HandleError),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +109,15 @@ mod tests {
         let mut chars: Vec<char> = SessionKey::from_bytes([0; 32]).encode().chars().collect();
         chars[42] = 'B';
         assert!(SessionKey::parse(&chars.iter().collect::<String>()).is_err());
+    }
+
+    #[test]
+    fn handles_round_trip_and_reject_other_text() {
+        let h = SessionHandle::from_bytes([9; HANDLE_BYTES]);
+        assert_eq!(h.encode().len(), HANDLE_CHARS);
+        assert_eq!(SessionHandle::parse(&h.encode()), Ok(h));
+        assert!(SessionHandle::parse(&SessionKey::from_bytes([9; 32]).encode()).is_err());
+        assert!(SessionHandle::parse("!!!!!!!!!!!!!!!!").is_err());
     }
 
     #[test]

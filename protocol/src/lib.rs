@@ -14,7 +14,7 @@ pub mod message;
 
 pub use error::{DecodeError, ErrorCode, FrameError};
 pub use frame::{Frame, FrameHeader, HEADER_LEN, decode_frame, encode_frame};
-pub use key::{KEY_BYTES, KEY_CHARS, KeyError, SessionKey};
+pub use key::{HANDLE_BYTES, HANDLE_CHARS, HandleError, KEY_BYTES, KEY_CHARS, KeyError, SessionHandle, SessionKey};
 pub use message::*;
 
 /// The protocol version spoken by this crate; HELLO carries it.

@@ -26,6 +26,10 @@ pub mod op {
     pub const DELETE: u8 = 0x16;
     pub const CYCLE: u8 = 0x17;
     pub const SET_EXPIRY: u8 = 0x18;
+    pub const SET_META: u8 = 0x19;
+    pub const LIST_USER: u8 = 0x20;
+    pub const REVOKE: u8 = 0x21;
+    pub const REVOKE_USER: u8 = 0x22;
 
     /// Set on the opcode of every response.
     pub const REPLY: u8 = 0x80;
@@ -43,6 +47,10 @@ pub mod op {
     pub const DELETED: u8 = REPLY | DELETE;
     pub const CYCLED: u8 = REPLY | CYCLE;
     pub const EXPIRY_SET: u8 = REPLY | SET_EXPIRY;
+    pub const META_SET: u8 = REPLY | SET_META;
+    pub const USER_SESSIONS: u8 = REPLY | LIST_USER;
+    pub const REVOKED: u8 = REPLY | REVOKE;
+    pub const USER_REVOKED: u8 = REPLY | REVOKE_USER;
 }
 
 macro_rules! wire_struct {
@@ -119,9 +127,23 @@ wire_struct! {
 }
 
 wire_struct! {
+    /// Who a session belongs to and where it comes from.
+    #[derive(Default)]
+    pub struct Meta {
+        /// The owner's user id: opaque, 1 to 256 bytes.
+        pub user: Option<String>,
+        /// The client's IP address, v4 or v6, in text.
+        pub ip: Option<String>,
+        /// The client's user agent; the daemon truncates it to its limit.
+        pub user_agent: Option<String>,
+    }
+}
+
+wire_struct! {
     pub struct Create {
         pub fields: Vec<Field>,
         pub expiry: Expiry,
+        pub meta: Meta,
     }
 }
 
@@ -130,13 +152,95 @@ wire_struct! {
         pub key: String,
         /// Count this read as activity (sliding expiry).
         pub touch: bool,
+        /// The caller's IP and user agent, if it wants them compared with
+        /// the stored ones (see `SessionBody::ip_changed`).
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
     }
 }
 
 wire_struct! {
-    /// The body of EXISTS, TOUCH, DELETE and CYCLE.
+    /// The body of EXISTS, TOUCH and DELETE.
     pub struct KeyOnly {
         pub key: String,
+    }
+}
+
+wire_struct! {
+    /// Moves a session to a new key; with `bind_user`, also makes that user
+    /// its owner, in the same step (what a login does).
+    pub struct Cycle {
+        pub key: String,
+        pub bind_user: Option<String>,
+    }
+}
+
+wire_struct! {
+    /// Updates the IP address and user agent a session is used from; `None`
+    /// leaves one as it is.
+    pub struct SetMeta {
+        pub key: String,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+    }
+}
+
+wire_struct! {
+    pub struct ListUser {
+        pub user: String,
+    }
+}
+
+wire_struct! {
+    /// Where an IP address is, from the daemon's GeoIP database.
+    pub struct Location {
+        /// ISO 3166-1 alpha-2, e.g. "FR".
+        pub country_code: Option<String>,
+        /// English names.
+        pub country: Option<String>,
+        pub city: Option<String>,
+    }
+}
+
+wire_struct! {
+    /// One session in a user's listing. Listings never carry session keys.
+    pub struct SessionInfo {
+        pub handle: String,
+        pub created_ms: u64,
+        pub last_active_ms: u64,
+        pub expires_at_ms: u64,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        /// Present when the daemon has a GeoIP database and the IP is in it.
+        pub location: Option<Location>,
+    }
+}
+
+wire_struct! {
+    pub struct UserSessions {
+        /// Live sessions, most recently active first.
+        pub sessions: Vec<SessionInfo>,
+    }
+}
+
+wire_struct! {
+    pub struct Revoke {
+        pub handle: String,
+    }
+}
+
+wire_struct! {
+    pub struct RevokeUser {
+        pub user: String,
+        /// The handle of a session to keep (the caller's own), if any.
+        pub keep: Option<String>,
+    }
+}
+
+wire_struct! {
+    pub struct RevokedOk {
+        /// Live sessions ended.
+        pub count: u64,
     }
 }
 
@@ -192,6 +296,8 @@ wire_struct! {
 wire_struct! {
     pub struct Created {
         pub key: String,
+        /// The session's public handle: stable across CYCLE, safe to show.
+        pub handle: String,
         pub version: u64,
         pub expires_at_ms: u64,
     }
@@ -210,6 +316,15 @@ wire_struct! {
         /// `get_expiry_age`.
         pub ttl_ms: u64,
         pub expiry: Expiry,
+        pub handle: String,
+        pub user: Option<String>,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        /// GET was given an IP that differs from the stored one. Reported,
+        /// never enforced: the application decides.
+        pub ip_changed: bool,
+        /// Likewise for the user agent.
+        pub user_agent_changed: bool,
     }
 }
 
@@ -295,8 +410,12 @@ message_enum! {
         Patch(Patch) = op::PATCH, "PATCH";
         Touch(KeyOnly) = op::TOUCH, "TOUCH";
         Delete(KeyOnly) = op::DELETE, "DELETE";
-        Cycle(KeyOnly) = op::CYCLE, "CYCLE";
+        Cycle(Cycle) = op::CYCLE, "CYCLE";
         SetExpiry(SetExpiry) = op::SET_EXPIRY, "SET_EXPIRY";
+        SetMeta(SetMeta) = op::SET_META, "SET_META";
+        ListUser(ListUser) = op::LIST_USER, "LIST_USER";
+        Revoke(Revoke) = op::REVOKE, "REVOKE";
+        RevokeUser(RevokeUser) = op::REVOKE_USER, "REVOKE_USER";
     }
 }
 
@@ -317,6 +436,10 @@ message_enum! {
         Deleted(DeletedOk) = op::DELETED, "DELETED";
         Cycled(Created) = op::CYCLED, "CYCLED";
         ExpirySet(Written) = op::EXPIRY_SET, "EXPIRY_SET";
+        MetaSet(Written) = op::META_SET, "META_SET";
+        UserSessions(UserSessions) = op::USER_SESSIONS, "USER_SESSIONS";
+        Revoked(RevokedOk) = op::REVOKED, "REVOKED";
+        UserRevoked(RevokedOk) = op::USER_REVOKED, "USER_REVOKED";
     }
 }
 

@@ -13,6 +13,10 @@ fn key() -> String {
     SessionKey::from_bytes(core::array::from_fn(|i| i as u8)).encode()
 }
 
+fn handle() -> String {
+    SessionHandle::from_bytes(core::array::from_fn(|i| 0xA0 + i as u8)).encode()
+}
+
 fn field(name: &str, value: &[u8]) -> Field {
     Field { name: name.into(), value: value.to_vec() }
 }
@@ -48,20 +52,47 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
         (
             "CREATE",
             4,
-            Req(Request::Create(Create { fields: vec![field("user", b"alice")], expiry: Expiry::IdleSecs(3600) })),
+            Req(Request::Create(Create {
+                fields: vec![field("cart", b"3")],
+                expiry: Expiry::IdleSecs(3600),
+                meta: Meta {
+                    user: Some("42".into()),
+                    ip: Some("192.0.2.7".into()),
+                    user_agent: Some("Mozilla/5.0".into()),
+                },
+            })),
         ),
         (
             "CREATE (default expiry, no fields)",
             5,
-            Req(Request::Create(Create { fields: vec![], expiry: Expiry::Default })),
+            Req(Request::Create(Create { fields: vec![], expiry: Expiry::Default, meta: Meta::default() })),
         ),
-        ("CREATED", 4, Resp(Response::Created(Created { key: key(), version: 1, expires_at_ms: 1_700_000_000_000 }))),
-        ("GET", 6, Req(Request::Get(Get { key: key(), touch: true }))),
+        (
+            "CREATED",
+            4,
+            Resp(Response::Created(Created {
+                key: key(),
+                handle: handle(),
+                version: 1,
+                expires_at_ms: 1_700_003_600_000,
+            })),
+        ),
+        ("GET", 6, Req(Request::Get(Get { key: key(), touch: true, ip: None, user_agent: None }))),
+        (
+            "GET (comparing the client)",
+            17,
+            Req(Request::Get(Get {
+                key: key(),
+                touch: false,
+                ip: Some("2001:db8::1".into()),
+                user_agent: Some("Mozilla/5.0".into()),
+            })),
+        ),
         (
             "SESSION",
             6,
             Resp(Response::Session(SessionBody {
-                fields: vec![field("user", b"alice")],
+                fields: vec![field("cart", b"3")],
                 version: 1,
                 created_ms: 1_700_000_000_000,
                 modified_ms: 1_700_000_000_000,
@@ -69,6 +100,12 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
                 expires_at_ms: 1_700_003_600_000,
                 ttl_ms: 3_600_000,
                 expiry: Expiry::IdleSecs(3600),
+                handle: handle(),
+                user: Some("42".into()),
+                ip: Some("192.0.2.7".into()),
+                user_agent: Some("Mozilla/5.0".into()),
+                ip_changed: false,
+                user_agent_changed: false,
             })),
         ),
         ("EXISTS", 7, Req(Request::Exists(KeyOnly { key: key() }))),
@@ -94,8 +131,44 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
         ("TOUCHED", 10, Resp(Response::Touched(Written { version: 3, expires_at_ms: 1_700_007_200_000 }))),
         ("DELETE", 11, Req(Request::Delete(KeyOnly { key: key() }))),
         ("DELETED", 11, Resp(Response::Deleted(DeletedOk { existed: true }))),
-        ("CYCLE", 12, Req(Request::Cycle(KeyOnly { key: key() }))),
-        ("CYCLED", 12, Resp(Response::Cycled(Created { key: key(), version: 4, expires_at_ms: 1_700_007_200_000 }))),
+        ("CYCLE", 12, Req(Request::Cycle(Cycle { key: key(), bind_user: None }))),
+        ("CYCLE (login)", 18, Req(Request::Cycle(Cycle { key: key(), bind_user: Some("42".into()) }))),
+        (
+            "CYCLED",
+            12,
+            Resp(Response::Cycled(Created {
+                key: key(),
+                handle: handle(),
+                version: 4,
+                expires_at_ms: 1_700_007_200_000,
+            })),
+        ),
+        ("SET_META", 19, Req(Request::SetMeta(SetMeta { key: key(), ip: Some("192.0.2.8".into()), user_agent: None }))),
+        ("META_SET", 19, Resp(Response::MetaSet(Written { version: 4, expires_at_ms: 1_700_007_200_000 }))),
+        ("LIST_USER", 20, Req(Request::ListUser(ListUser { user: "42".into() }))),
+        (
+            "USER_SESSIONS",
+            20,
+            Resp(Response::UserSessions(UserSessions {
+                sessions: vec![SessionInfo {
+                    handle: handle(),
+                    created_ms: 1_700_000_000_000,
+                    last_active_ms: 1_700_000_600_000,
+                    expires_at_ms: 1_700_004_200_000,
+                    ip: Some("192.0.2.7".into()),
+                    user_agent: Some("Mozilla/5.0".into()),
+                    location: Some(Location {
+                        country_code: Some("FR".into()),
+                        country: Some("France".into()),
+                        city: Some("Paris".into()),
+                    }),
+                }],
+            })),
+        ),
+        ("REVOKE", 21, Req(Request::Revoke(Revoke { handle: handle() }))),
+        ("REVOKED", 21, Resp(Response::Revoked(RevokedOk { count: 1 }))),
+        ("REVOKE_USER", 22, Req(Request::RevokeUser(RevokeUser { user: "42".into(), keep: Some(handle()) }))),
+        ("USER_REVOKED", 22, Resp(Response::UserRevoked(RevokedOk { count: 3 }))),
         ("SWEEP", 14, Req(Request::Sweep(Empty {}))),
         ("SWEPT", 14, Resp(Response::Swept(SweptOk { removed: 1000 }))),
         (

@@ -197,3 +197,67 @@ fn sessionctl_sets_policies_and_sweeps() {
     assert_eq!(ctl(&["get", &key]).0, 3);
     assert_eq!(ctl(&["sweep"]).1, "removed 1");
 }
+
+/// A measurement, not a check for CI: one million sessions, then a SIGKILL
+/// and a restart; prints the TTL index rebuild time and memory, the
+/// daemon's resident memory, and the sweep rate when they all expire.
+/// `cargo test --release -p sessiond-tests --test expiry -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement at one million sessions; takes minutes"]
+async fn measure_one_million_sessions() {
+    const N: usize = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[durability]\nmode = \"relaxed\"\nflush_interval_ms = 1000\n[expiry]\nsweep_interval_ms = 3600000\n";
+    let mut daemon = Daemon::start(&dir.path().join("d"), Some(config));
+    // Creating a million takes about a minute here; all expire after that.
+    let instant = now_ms() + 150_000;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let c = daemon.client().await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..N / 64 + 1 {
+                c.create([("user", "12345"), ("csrf", "0123456789abcdef")], Expiry::At(instant)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("created {N} sessions in {:?}", started.elapsed());
+    let c = daemon.client().await;
+    let before = stats(&c).await;
+    // Relaxed mode: let the last creates reach the disk before the kill.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.restart();
+    let log = daemon.log();
+    let rebuilt = log.lines().rfind(|l| l.contains("TTL index rebuilt")).unwrap_or_default().to_owned();
+    let after = stats(&c).await;
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or_default()
+        .to_owned();
+    let db = std::fs::metadata(dir.path().join("d/sessions.redb")).unwrap().len();
+    eprintln!("before restart: sessions {}, ttl_index_bytes {}", before["sessions"], before["ttl_index_bytes"]);
+    eprintln!("after restart: {rebuilt}");
+    eprintln!(
+        "after restart: sessions {}, ttl_index_bytes {} ({:.0} B/session), {rss}, database {} MB ({:.0} B/session)",
+        after["sessions"],
+        after["ttl_index_bytes"],
+        after["ttl_index_bytes"] as f64 / after["sessions"] as f64,
+        db / 1_000_000,
+        db as f64 / after["sessions"] as f64
+    );
+    // They all expire at `instant`; then one SWEEP removes them.
+    while now_ms() < instant {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let patient = Client::connect(daemon.options().timeout(Duration::from_secs(600))).await.unwrap();
+    let sweep_started = Instant::now();
+    let removed = patient.sweep().await.unwrap();
+    let took = sweep_started.elapsed();
+    eprintln!("swept {removed} sessions in {took:?}: {:.0} sessions/s", removed as f64 / took.as_secs_f64());
+    assert_eq!(stats(&c).await["sessions"], 0);
+}

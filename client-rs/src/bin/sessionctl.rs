@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use sessiond_client::blocking::Client;
-use sessiond_client::{Error, Expiry, Options, Session};
+use sessiond_client::{Error, Expiry, Meta, Options, Session, SessionInfo};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_NOT_FOUND: u8 = 3;
@@ -42,6 +42,15 @@ enum Command {
         set: Vec<(String, String)>,
         #[command(flatten)]
         expiry: ExpiryArgs,
+        /// The owner's user id.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// The client's IP address.
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        /// The client's user agent.
+        #[arg(long = "ua", value_name = "AGENT")]
+        user_agent: Option<String>,
     },
     /// Print a session's fields and metadata.
     Get {
@@ -82,7 +91,35 @@ enum Command {
     /// Delete a session (exit 3 if it did not exist).
     Delete { key: String },
     /// Move a session to a new key and print it; the old key stops working.
-    Cycle { key: String },
+    Cycle {
+        key: String,
+        /// Make this user the owner, in the same step (a login).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Update the IP address and user agent a session is used from.
+    Meta {
+        key: String,
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        #[arg(long = "ua", value_name = "AGENT")]
+        user_agent: Option<String>,
+    },
+    /// List a user's live sessions: handle, activity, IP, user agent, place.
+    List {
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
+    /// End one session by handle, or all of a user's (but one); print how many ended.
+    Revoke {
+        #[arg(long, value_name = "USER", conflicts_with = "handle", required_unless_present = "handle")]
+        user: Option<String>,
+        /// With --user: the handle of a session to keep.
+        #[arg(long, value_name = "HANDLE", requires = "user")]
+        keep: Option<String>,
+        #[arg(long, value_name = "HANDLE")]
+        handle: Option<String>,
+    },
     /// Replace a session's expiry policy (Django's set_expiry).
     Expire {
         key: String,
@@ -152,9 +189,9 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
             client.ping()?;
             out.print("pong", json!({"ok": true}));
         }
-        Command::Create { set, expiry } => {
-            let c = client.create(set, expiry.policy())?;
-            out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
+        Command::Create { set, expiry, user, ip, user_agent } => {
+            let c = client.create_with_meta(set, expiry.policy(), Meta { user, ip, user_agent })?;
+            out.created(&c);
         }
         Command::Get { key, touch } => {
             let session = if touch { client.get_touch(&key)? } else { client.get(&key)? };
@@ -186,9 +223,24 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
             }
             out.print("deleted", json!({"deleted": true}));
         }
-        Command::Cycle { key } => {
-            let c = client.cycle(&key)?;
-            out.print(&c.key, json!({"key": c.key, "version": c.version, "expires_at_ms": c.expires_at_ms}));
+        Command::Cycle { key, user } => {
+            let c = match user {
+                Some(user) => client.cycle_bind(&key, &user)?,
+                None => client.cycle(&key)?,
+            };
+            out.created(&c);
+        }
+        Command::Meta { key, ip, user_agent } => {
+            out.written(client.set_meta(&key, ip.as_deref(), user_agent.as_deref())?)
+        }
+        Command::List { user } => print_listing(&out, &client.list_user(&user)?),
+        Command::Revoke { user, keep, handle } => {
+            let count = match (user, handle) {
+                (Some(user), _) => client.revoke_user(&user, keep.as_deref())?,
+                (None, Some(handle)) => client.revoke(&handle)?,
+                (None, None) => unreachable!("clap requires --user or --handle"),
+            };
+            out.print(&format!("revoked {count}"), json!({"revoked": count}));
         }
         Command::Expire { key, expiry } => out.written(client.set_expiry(&key, expiry.policy())?),
         Command::Sweep => {
@@ -218,6 +270,11 @@ impl Output {
         }
     }
 
+    fn created(&self, c: &sessiond_client::Created) {
+        let value = json!({"key": c.key, "handle": c.handle, "version": c.version, "expires_at_ms": c.expires_at_ms});
+        self.print(&c.key, value);
+    }
+
     fn written(&self, w: sessiond_client::Written) {
         self.print(&format!("version {}", w.version), json!({"version": w.version, "expires_at_ms": w.expires_at_ms}));
     }
@@ -241,6 +298,14 @@ fn print_session(out: &Output, s: &Session) {
         "# version {} created_ms {} modified_ms {} last_active_ms {} expires_at_ms {} ttl_ms {} expiry {policy}",
         s.version, s.created_ms, s.modified_ms, s.last_active_ms, s.expires_at_ms, s.ttl_ms
     ));
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    text.push(format!(
+        "# handle {} user {} ip {} user_agent {:?}",
+        s.handle,
+        or_dash(&s.user),
+        or_dash(&s.ip),
+        or_dash(&s.user_agent)
+    ));
     let fields: serde_json::Map<String, Value> = s.fields.iter().map(|(k, v)| (k.clone(), json!(shown(v)))).collect();
     let value = json!({
         "fields": fields,
@@ -250,6 +315,10 @@ fn print_session(out: &Output, s: &Session) {
         "last_active_ms": s.last_active_ms,
         "expires_at_ms": s.expires_at_ms,
         "ttl_ms": s.ttl_ms,
+        "handle": s.handle,
+        "user": s.user,
+        "ip": s.ip,
+        "user_agent": s.user_agent,
         "expiry": match s.expiry {
             Expiry::Default => json!("default"),
             Expiry::IdleSecs(secs) => json!({"idle_secs": secs}),
@@ -258,4 +327,44 @@ fn print_session(out: &Output, s: &Session) {
         },
     });
     out.print(&text.join("\n"), value);
+}
+
+/// Text: one line per session, tab-separated: handle, last activity and
+/// creation (Unix ms), IP, location, user agent. JSON: an array.
+fn print_listing(out: &Output, sessions: &[SessionInfo]) {
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    let place = |s: &SessionInfo| {
+        s.location.as_ref().map_or("-".to_owned(), |l| {
+            [l.city.as_deref(), l.country.as_deref().or(l.country_code.as_deref())]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let text: Vec<String> = sessions
+        .iter()
+        .map(|s| {
+            let ip = dash(s.ip.as_deref());
+            let ua = dash(s.user_agent.as_deref());
+            format!("{}\t{}\t{}\t{ip}\t{}\t{ua}", s.handle, s.last_active_ms, s.created_ms, place(s))
+        })
+        .collect();
+    let value: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "handle": s.handle,
+                "created_ms": s.created_ms,
+                "last_active_ms": s.last_active_ms,
+                "expires_at_ms": s.expires_at_ms,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "location": s.location.as_ref().map(|l| json!({
+                    "country_code": l.country_code, "country": l.country, "city": l.city,
+                })),
+            })
+        })
+        .collect();
+    out.print(&text.join("\n"), Value::Array(value));
 }

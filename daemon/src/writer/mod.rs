@@ -8,7 +8,11 @@
 //! - no reader ever sees a state that a crash could take back (in strict
 //!   mode), nor a session after its delete or cycle was acknowledged;
 //! - repeated writes to one session within a batch cost one insert;
-//! - the `expiry` table and the TTL index follow every session row.
+//! - the `expiry`, `by_user` and `handles` tables, and the TTL index, follow
+//!   every session row.
+//!
+//! `batch.rs` holds a batch's view of the sessions it touches; `apply.rs`
+//! what each operation does to it.
 //!
 //! Expiry: the TTL index is the authority, since touches extend it in
 //! memory first. When a batch first loads a session it takes the later of
@@ -24,15 +28,21 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable, Table};
-use sessiond_protocol::{Created, DeletedOk, ErrorCode, Expiry, Field, Response, SessionKey, Written};
+mod apply;
+mod batch;
 
+use redb::Durability;
+use sessiond_protocol::{ErrorCode, Expiry, Field, Response, SessionHandle, SessionKey};
+
+use self::apply::Applier;
+use self::batch::{Batch, Slot, Tables};
 use crate::cache::Cache;
 use crate::clock::Clock;
-use crate::record::{ExpiryRules, Record};
+use crate::config::LimitPolicy;
+use crate::record::ExpiryRules;
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
-use crate::store::{EXPIRY, SESSIONS, Store, StoreError};
+use crate::store::{BY_USER, EXPIRY, HANDLES, SESSIONS, Store, StoreError};
 use crate::ttl::TtlIndex;
 
 /// A mutation, already validated for syntax and static limits by the service.
@@ -41,6 +51,7 @@ pub enum Op {
     Create {
         fields: Vec<Field>,
         expiry: Expiry,
+        meta: Meta,
     },
     Replace {
         key: SessionKey,
@@ -59,6 +70,20 @@ pub enum Op {
     },
     Cycle {
         key: SessionKey,
+        bind_user: Option<String>,
+    },
+    /// `None` leaves a value as it is.
+    SetMeta {
+        key: SessionKey,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    Revoke {
+        handle: SessionHandle,
+    },
+    RevokeUser {
+        user: String,
+        keep: Option<SessionHandle>,
     },
     SetExpiry {
         key: SessionKey,
@@ -72,6 +97,15 @@ pub enum Op {
     Sweep {
         keys: Vec<SessionKey>,
     },
+}
+
+/// Owner and origin of a new session, already validated (IP canonical, user
+/// agent truncated).
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub user: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug)]
@@ -89,6 +123,8 @@ pub struct WriterConfig {
     pub max_session_bytes: usize,
     pub max_fields: usize,
     pub rules: ExpiryRules,
+    pub max_sessions_per_user: Option<usize>,
+    pub limit_policy: LimitPolicy,
 }
 
 enum Msg {
@@ -186,102 +222,6 @@ struct WriterThread {
     failed: bool,
     /// Relaxed mode: when the oldest commit not yet made durable happened.
     volatile_since: Option<Instant>,
-}
-
-/// A session's state within one batch.
-struct Slot {
-    /// The expiry of the stored row when the batch first loaded it, if
-    /// there was a row: its `expiry` table entry.
-    stored_expiry: Option<u64>,
-    /// The latest state in this batch; `None` if absent or deleted.
-    record: Option<Record>,
-    /// Must be written back at commit.
-    dirty: bool,
-    /// SET_EXPIRY replaced the policy: the index may move the expiry earlier.
-    expiry_reset: bool,
-}
-
-type SessionTable<'t> = Table<'t, [u8; 32], &'static [u8]>;
-type ExpiryTable<'t> = Table<'t, (u64, [u8; 32]), u64>;
-
-struct Batch<'t> {
-    table: SessionTable<'t>,
-    expiry: ExpiryTable<'t>,
-    ttl: &'t TtlIndex,
-    slots: HashMap<SessionKey, Slot>,
-    now: u64,
-    /// Sessions a sweep found touched since it was taken: re-filed after commit.
-    refile: Vec<SessionKey>,
-}
-
-impl Batch<'_> {
-    fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
-        if !self.slots.contains_key(&key) {
-            let mut record = match self.table.get(key.as_bytes())? {
-                Some(bytes) => Some(Record::decode(bytes.value())?),
-                None => None,
-            };
-            let stored_expiry = record.as_ref().map(|r| r.expires_at_ms);
-            if let (Some(r), Some(e)) = (record.as_mut(), self.ttl.get(&key)) {
-                r.expires_at_ms = r.expires_at_ms.max(e.expires_at);
-                r.last_active_ms = r.last_active_ms.max(e.last_active);
-            }
-            self.slots.insert(key, Slot { stored_expiry, record, dirty: false, expiry_reset: false });
-        }
-        Ok(self.slots.get_mut(&key).expect("inserted above"))
-    }
-
-    /// The live record of `key`, if any: expired sessions do not exist.
-    fn live(&mut self, key: SessionKey) -> Result<Option<&mut Slot>, StoreError> {
-        let now = self.now;
-        let slot = self.slot(key)?;
-        Ok(slot.record.as_ref().is_some_and(|r| r.is_live(now)).then_some(slot))
-    }
-
-    /// True if `key` names any row, live, expired or written in this batch:
-    /// such a key is never handed out again.
-    fn taken(&mut self, key: SessionKey) -> Result<bool, StoreError> {
-        if let Some(slot) = self.slots.get(&key) {
-            return Ok(slot.stored_expiry.is_some() || slot.record.is_some());
-        }
-        Ok(self.table.get(key.as_bytes())?.is_some())
-    }
-
-    fn fresh_key(&mut self) -> Result<Result<SessionKey, Response>, StoreError> {
-        for _ in 0..4 {
-            let key = match crate::keys::generate() {
-                Ok(k) => k,
-                Err(e) => {
-                    return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}"))));
-                }
-            };
-            if !self.taken(key)? {
-                return Ok(Ok(key));
-            }
-        }
-        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused key")))
-    }
-
-    fn put(&mut self, key: SessionKey, record: Option<Record>) {
-        let slot = self.slots.get_mut(&key);
-        match slot {
-            Some(slot) => {
-                slot.record = record;
-                slot.dirty = true;
-            }
-            None => {
-                self.slots.insert(key, Slot { stored_expiry: None, record, dirty: true, expiry_reset: false });
-            }
-        }
-    }
-}
-
-fn not_found() -> Response {
-    Response::error(ErrorCode::NotFound, "no such session")
-}
-
-fn conflict(expected: u64, found: u64) -> Response {
-    Response::error(ErrorCode::VersionConflict, format!("expected version {expected}, found {found}"))
 }
 
 impl WriterThread {
@@ -405,17 +345,17 @@ impl WriterThread {
         // from ever validating (see redb's set_two_phase_commit docs).
         txn.set_two_phase_commit(true);
         let (responses, slots, refile) = {
-            let mut batch = Batch {
-                table: txn.open_table(SESSIONS)?,
+            let tables = Tables {
+                sessions: txn.open_table(SESSIONS)?,
                 expiry: txn.open_table(EXPIRY)?,
-                ttl: &self.ttl,
-                slots: HashMap::new(),
-                now,
-                refile: Vec::new(),
+                by_user: txn.open_table(BY_USER)?,
+                handles: txn.open_table(HANDLES)?,
             };
+            let mut batch = Batch::new(tables, &self.ttl, now);
+            let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let response = match self.apply(&mut batch, &job.op) {
+                let response = match applier.apply(&mut batch, &job.op) {
                     Ok(r) => r,
                     Err(StoreError::Corrupt(e)) => {
                         tracing::error!(error = %e, "unreadable session record");
@@ -425,22 +365,8 @@ impl WriterThread {
                 };
                 responses.push(response);
             }
-            for (key, slot) in batch.slots.iter().filter(|(_, s)| s.dirty) {
-                if let Some(old) = slot.stored_expiry {
-                    batch.expiry.remove((old, *key.as_bytes()))?;
-                }
-                match &slot.record {
-                    Some(record) => {
-                        batch.table.insert(key.as_bytes(), record.encode().as_slice())?;
-                        batch.expiry.insert((record.expires_at_ms, *key.as_bytes()), record.last_active_ms)?;
-                    }
-                    None if slot.stored_expiry.is_some() => {
-                        batch.table.remove(key.as_bytes())?;
-                    }
-                    None => {}
-                }
-            }
-            (responses, batch.slots, batch.refile)
+            let (slots, refile) = batch.write_back()?;
+            (responses, slots, refile)
         };
         txn.commit()?;
         if durable {
@@ -449,132 +375,5 @@ impl WriterThread {
             self.volatile_since = Some(Instant::now());
         }
         Ok((responses, slots, refile))
-    }
-
-    fn check_size(&self, record: &Record) -> Option<Response> {
-        if record.fields.len() > self.config.max_fields {
-            return Some(Response::error(
-                ErrorCode::TooLarge,
-                format!("session would have {} fields; the limit is {}", record.fields.len(), self.config.max_fields),
-            ));
-        }
-        let bytes = record.data_bytes();
-        (bytes > self.config.max_session_bytes).then(|| {
-            Response::error(
-                ErrorCode::TooLarge,
-                format!("session would hold {bytes} bytes; the limit is {}", self.config.max_session_bytes),
-            )
-        })
-    }
-
-    fn apply(&self, batch: &mut Batch<'_>, op: &Op) -> Result<Response, StoreError> {
-        let now = batch.now;
-        let rules = self.config.rules;
-        Ok(match op {
-            Op::Create { fields, expiry } => {
-                let key = match batch.fresh_key()? {
-                    Ok(k) => k,
-                    Err(resp) => return Ok(resp),
-                };
-                let record = Record::new(now, *expiry, fields.clone(), rules);
-                let created =
-                    Created { key: key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
-                batch.put(key, Some(record));
-                Response::Created(created)
-            }
-            Op::Replace { key, fields, expected_version } => {
-                self.modify(batch, *key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)?
-            }
-            Op::Patch { key, set, remove, expected_version } => {
-                self.modify(batch, *key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)?
-            }
-            Op::Delete { key } => {
-                let existed = batch.live(*key)?.is_some();
-                if batch.slot(*key)?.record.is_some() {
-                    batch.put(*key, None);
-                }
-                Response::Deleted(DeletedOk { existed })
-            }
-            Op::Cycle { key } => {
-                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
-                let mut record = slot.record.take().expect("live slot has a record");
-                slot.dirty = true;
-                let new_key = match batch.fresh_key()? {
-                    Ok(k) => k,
-                    Err(resp) => {
-                        batch.put(*key, Some(record));
-                        return Ok(resp);
-                    }
-                };
-                record.mark_modified(now, rules);
-                let created =
-                    Created { key: new_key.encode(), version: record.version, expires_at_ms: record.expires_at_ms };
-                batch.put(new_key, Some(record));
-                Response::Cycled(created)
-            }
-            Op::SetExpiry { key, expiry } => {
-                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
-                let record = slot.record.as_mut().expect("live slot has a record");
-                record.set_expiry(*expiry, now, rules);
-                slot.dirty = true;
-                slot.expiry_reset = true;
-                Response::ExpirySet(Written { version: record.version, expires_at_ms: record.expires_at_ms })
-            }
-            Op::PersistTouch { key } => {
-                // Loading merged the index's expiry into the record: writing
-                // it back is all there is to do.
-                if let Some(slot) = batch.live(*key)? {
-                    slot.dirty = true;
-                    Stats::add(&self.stats.touches_persisted, 1);
-                }
-                Response::Pong(sessiond_protocol::Empty {})
-            }
-            Op::Sweep { keys } => {
-                let mut removed = 0;
-                for key in keys {
-                    match batch.slot(*key)?.record.as_ref().map(|r| r.is_live(now)) {
-                        Some(false) => {
-                            batch.put(*key, None);
-                            removed += 1;
-                        }
-                        Some(true) => batch.refile.push(*key),
-                        None => {}
-                    }
-                }
-                Response::Swept(sessiond_protocol::SweptOk { removed })
-            }
-        })
-    }
-
-    /// Applies a data change to a live session, checking the expected
-    /// version and the size limits against the latest state.
-    fn modify(
-        &self,
-        batch: &mut Batch<'_>,
-        key: SessionKey,
-        expected_version: Option<u64>,
-        change: impl FnOnce(&mut Record),
-        wrap: fn(Written) -> Response,
-    ) -> Result<Response, StoreError> {
-        let now = batch.now;
-        let Some(slot) = batch.live(key)? else {
-            return Ok(not_found());
-        };
-        let current = slot.record.as_ref().expect("live slot has a record");
-        if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Ok(conflict(expected, current.version));
-            }
-        }
-        let mut next = current.clone();
-        change(&mut next);
-        if let Some(too_large) = self.check_size(&next) {
-            return Ok(too_large);
-        }
-        next.mark_modified(now, self.config.rules);
-        let written = Written { version: next.version, expires_at_ms: next.expires_at_ms };
-        slot.record = Some(next);
-        slot.dirty = true;
-        Ok(wrap(written))
     }
 }

@@ -1,0 +1,249 @@
+//! One write transaction's view of the sessions it touches.
+//!
+//! Sessions are loaded into slots on first use and written back once at the
+//! end, so several writes to one session in a batch cost one insert. The
+//! owner and handle indexes get overlays: a user's key set is loaded from
+//! `by_user` before its first change in the batch, and every later change
+//! goes through [`Batch::insert_session`] and [`Batch::remove_session`], so
+//! counts and lookups within the batch see the batch's own changes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use redb::{ReadableTable, Table};
+use sessiond_protocol::{ErrorCode, HANDLE_BYTES, Response, SessionKey};
+
+use crate::record::Record;
+use crate::store::StoreError;
+use crate::ttl::TtlIndex;
+
+/// What a slot's row held when the batch loaded it: the index entries to
+/// remove if they change.
+pub(super) struct Stored {
+    expires_at: u64,
+    user: Option<String>,
+    handle: [u8; HANDLE_BYTES],
+}
+
+/// A session's state within one batch.
+pub(super) struct Slot {
+    /// The row as loaded, if there was one.
+    stored: Option<Stored>,
+    /// The latest state in this batch; `None` if absent or deleted.
+    pub record: Option<Record>,
+    /// Must be written back at commit.
+    pub dirty: bool,
+    /// SET_EXPIRY replaced the policy: the index may move the expiry earlier.
+    pub expiry_reset: bool,
+}
+
+impl Slot {
+    fn new(stored: Option<Stored>, record: Option<Record>, dirty: bool) -> Self {
+        Self { stored, record, dirty, expiry_reset: false }
+    }
+}
+
+pub(super) struct Tables<'t> {
+    pub sessions: Table<'t, [u8; 32], &'static [u8]>,
+    pub expiry: Table<'t, (u64, [u8; 32]), u64>,
+    pub by_user: Table<'t, (&'static str, [u8; 32]), ()>,
+    pub handles: Table<'t, [u8; HANDLE_BYTES], [u8; 32]>,
+}
+
+pub(super) struct Batch<'t> {
+    tables: Tables<'t>,
+    ttl: &'t TtlIndex,
+    pub slots: HashMap<SessionKey, Slot>,
+    pub now: u64,
+    /// Sessions a sweep found touched since it was taken: re-filed after commit.
+    pub refile: Vec<SessionKey>,
+    users: HashMap<String, BTreeSet<SessionKey>>,
+    handles: HashMap<[u8; HANDLE_BYTES], Option<SessionKey>>,
+}
+
+impl<'t> Batch<'t> {
+    pub fn new(tables: Tables<'t>, ttl: &'t TtlIndex, now: u64) -> Self {
+        Self {
+            tables,
+            ttl,
+            slots: HashMap::new(),
+            now,
+            refile: Vec::new(),
+            users: HashMap::new(),
+            handles: HashMap::new(),
+        }
+    }
+
+    pub fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
+        if !self.slots.contains_key(&key) {
+            let mut record = match self.tables.sessions.get(key.as_bytes())? {
+                Some(bytes) => Some(Record::decode(bytes.value())?),
+                None => None,
+            };
+            let stored =
+                record.as_ref().map(|r| Stored { expires_at: r.expires_at_ms, user: r.user.clone(), handle: r.handle });
+            // Touches move the index first: take the later expiry, so no
+            // write undoes one.
+            if let (Some(r), Some(e)) = (record.as_mut(), self.ttl.get(&key)) {
+                r.expires_at_ms = r.expires_at_ms.max(e.expires_at);
+                r.last_active_ms = r.last_active_ms.max(e.last_active);
+            }
+            self.slots.insert(key, Slot::new(stored, record, false));
+        }
+        Ok(self.slots.get_mut(&key).expect("inserted above"))
+    }
+
+    /// The slot of `key` if it holds a live session: expired ones do not exist.
+    pub fn live(&mut self, key: SessionKey) -> Result<Option<&mut Slot>, StoreError> {
+        let now = self.now;
+        let slot = self.slot(key)?;
+        Ok(slot.record.as_ref().is_some_and(|r| r.is_live(now)).then_some(slot))
+    }
+
+    /// True if `key` names any row, live, expired or written in this batch:
+    /// such a key is never handed out again.
+    fn taken(&mut self, key: SessionKey) -> Result<bool, StoreError> {
+        if let Some(slot) = self.slots.get(&key) {
+            return Ok(slot.stored.is_some() || slot.record.is_some());
+        }
+        Ok(self.tables.sessions.get(key.as_bytes())?.is_some())
+    }
+
+    pub fn fresh_key(&mut self) -> Result<Result<SessionKey, Response>, StoreError> {
+        for _ in 0..4 {
+            let key = match crate::keys::generate() {
+                Ok(k) => k,
+                Err(e) => return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}")))),
+            };
+            if !self.taken(key)? {
+                return Ok(Ok(key));
+            }
+        }
+        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused key")))
+    }
+
+    pub fn fresh_handle(&mut self) -> Result<Result<[u8; HANDLE_BYTES], Response>, StoreError> {
+        for _ in 0..4 {
+            let handle = match crate::keys::handle() {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}")))),
+            };
+            if self.handle_key(handle)?.is_none() {
+                return Ok(Ok(handle));
+            }
+        }
+        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused handle")))
+    }
+
+    /// Sets the state of `key` without touching the owner and handle
+    /// overlays: for changes that keep both.
+    pub fn put(&mut self, key: SessionKey, record: Option<Record>) {
+        match self.slots.get_mut(&key) {
+            Some(slot) => {
+                slot.record = record;
+                slot.dirty = true;
+            }
+            None => {
+                self.slots.insert(key, Slot::new(None, record, true));
+            }
+        }
+    }
+
+    /// Adds a session under `key`, with its owner and handle.
+    pub fn insert_session(&mut self, key: SessionKey, record: Record) -> Result<(), StoreError> {
+        if let Some(user) = &record.user {
+            self.owner_keys(user)?.insert(key);
+        }
+        self.handles.insert(record.handle, Some(key));
+        self.put(key, Some(record));
+        Ok(())
+    }
+
+    /// Removes the session under `key`, if there is one (live or expired),
+    /// with its owner and handle entries. Returns the removed record.
+    pub fn remove_session(&mut self, key: SessionKey) -> Result<Option<Record>, StoreError> {
+        let Some(record) = self.slot(key)?.record.take() else { return Ok(None) };
+        if let Some(user) = &record.user {
+            self.owner_keys(user)?.remove(&key);
+        }
+        if self.handle_key(record.handle)? == Some(key) {
+            self.handles.insert(record.handle, None);
+        }
+        self.put(key, None);
+        Ok(Some(record))
+    }
+
+    /// The keys `user` owns, as of this point in the batch.
+    pub fn owner_keys(&mut self, user: &str) -> Result<&mut BTreeSet<SessionKey>, StoreError> {
+        if !self.users.contains_key(user) {
+            let mut keys = BTreeSet::new();
+            for row in self.tables.by_user.range((user, [0u8; 32])..=(user, [0xFF; 32]))? {
+                keys.insert(SessionKey::from_bytes(row?.0.value().1));
+            }
+            self.users.insert(user.to_owned(), keys);
+        }
+        Ok(self.users.get_mut(user).expect("inserted above"))
+    }
+
+    /// The session a handle names, as of this point in the batch.
+    pub fn handle_key(&mut self, handle: [u8; HANDLE_BYTES]) -> Result<Option<SessionKey>, StoreError> {
+        if let Some(key) = self.handles.get(&handle) {
+            return Ok(*key);
+        }
+        Ok(self.tables.handles.get(handle)?.map(|k| SessionKey::from_bytes(k.value())))
+    }
+
+    /// The last activity of `key` if it is live. Sessions not loaded in this
+    /// batch are judged by the TTL index, without reading their records.
+    pub fn live_activity(&mut self, key: SessionKey) -> Result<Option<u64>, StoreError> {
+        let now = self.now;
+        if let Some(slot) = self.slots.get(&key) {
+            return Ok(slot.record.as_ref().filter(|r| r.is_live(now)).map(|r| r.last_active_ms));
+        }
+        Ok(self.ttl.live(&key, now).map(|e| e.last_active))
+    }
+
+    /// Writes every changed slot back, with its expiry, owner and handle
+    /// rows; rows that did not change are left alone.
+    pub fn write_back(mut self) -> Result<(HashMap<SessionKey, Slot>, Vec<SessionKey>), StoreError> {
+        let t = &mut self.tables;
+        for (key, slot) in self.slots.iter().filter(|(_, s)| s.dirty) {
+            let k = *key.as_bytes();
+            let (old, new) = (slot.stored.as_ref(), slot.record.as_ref());
+            if old.map(|o| o.expires_at) != new.map(|r| r.expires_at_ms) {
+                if let Some(o) = old {
+                    t.expiry.remove((o.expires_at, k))?;
+                }
+            }
+            let old_owner = old.map(|o| (o.user.as_deref(), o.handle));
+            let new_owner = new.map(|r| (r.user.as_deref(), r.handle));
+            if old_owner != new_owner {
+                if let Some((user, handle)) = old_owner {
+                    if let Some(user) = user {
+                        t.by_user.remove((user, k))?;
+                    }
+                    // After a CYCLE the handle may already name the new key.
+                    if t.handles.get(handle)?.map(|v| v.value()) == Some(k) {
+                        t.handles.remove(handle)?;
+                    }
+                }
+                if let Some((user, handle)) = new_owner {
+                    if let Some(user) = user {
+                        t.by_user.insert((user, k), ())?;
+                    }
+                    t.handles.insert(handle, k)?;
+                }
+            }
+            match new {
+                Some(record) => {
+                    t.sessions.insert(&k, record.encode().as_slice())?;
+                    t.expiry.insert((record.expires_at_ms, k), record.last_active_ms)?;
+                }
+                None if old.is_some() => {
+                    t.sessions.remove(&k)?;
+                }
+                None => {}
+            }
+        }
+        Ok((self.slots, self.refile))
+    }
+}
