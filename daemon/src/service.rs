@@ -646,6 +646,28 @@ mod tests {
         assert_eq!((get("expired_swept"), get("sessions"), get("last_sweep_ms")), (2_500, 10, T0 + 11_000));
     }
 
+    #[test]
+    fn sweeps_and_deletes_keep_the_owner_and_handle_tables_exact() {
+        let kit = Kit::new();
+        let meta = |user: &str| sessiond_protocol::Meta { user: Some(user.into()), ip: None, user_agent: None };
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let key = kit.create_with(vec![], Expiry::IdleSecs(10), meta("u"));
+            handles.push(session(kit.get(&key, false)).handle);
+        }
+        let kept = kit.create_with(vec![], Expiry::Default, meta("u"));
+        let deleted = kit.create_with(vec![], Expiry::Default, meta("u"));
+        kit.key_op(Request::Delete, &deleted);
+        kit.clock.set(T0 + 11_000);
+        assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(s) if s.removed == 3));
+        let owned = kit.store.user_sessions("u").unwrap();
+        assert_eq!(owned, vec![sessiond_protocol::SessionKey::parse(&kept).unwrap()], "only the live one is indexed");
+        for handle in handles {
+            let revoke = Request::Revoke(sessiond_protocol::Revoke { handle });
+            assert!(matches!(kit.call(revoke), Response::Revoked(r) if r.count == 0), "swept handles are gone");
+        }
+    }
+
     /// A storage backend whose writes and syncs fail while `fail` is set.
     #[derive(Debug)]
     struct Flaky {
