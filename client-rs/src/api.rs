@@ -121,6 +121,14 @@ pub(crate) fn get(key: &str, touch: bool) -> Request {
     Request::Get(Get { key: key.to_owned(), touch, ip: None, user_agent: None })
 }
 
+pub(crate) fn sealed_cookie(value: &str, cookie_name: &str, host: &str) -> sessiond_protocol::SealedCookie {
+    sessiond_protocol::SealedCookie {
+        value: value.to_owned(),
+        cookie_name: cookie_name.to_owned(),
+        host: host.to_owned(),
+    }
+}
+
 pub(crate) fn cycle(key: &str, bind_user: Option<&str>) -> Request {
     Request::Cycle(Cycle { key: key.to_owned(), bind_user: bind_user.map(str::to_owned) })
 }
@@ -300,6 +308,91 @@ macro_rules! operations {
         pub $($async_)? fn cycle(&self, key: &str) -> Result<Created, Error> {
             let r = self.call(api::cycle(key, None))$($await_)*?;
             api::answer!(r, Cycled(c) => c.into())
+        }
+
+        /// Transfer tokens handing the session `key` from `source_host` to
+        /// each destination (all other configured sites if empty). With
+        /// `state_hash` (SHA-256 of the destination's state cookie), the
+        /// token is bound to that browser; one destination only.
+        pub $($async_)? fn issue_transfer(
+            &self,
+            key: &str,
+            source_host: &str,
+            destinations: &[&str],
+            state_hash: Option<[u8; 32]>,
+        ) -> Result<Vec<sessiond_protocol::HostToken>, Error> {
+            let request = Request::IssueTransfer(sessiond_protocol::IssueTransfer {
+                key: key.to_owned(),
+                source_host: source_host.to_owned(),
+                destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
+                state_hash: state_hash.map(|h| h.to_vec()),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, TransferIssued(t) => t.tokens)
+        }
+
+        /// Redeems a transfer token at `host`: at most once, within its
+        /// time window. Returns the key to set as this host's cookie and
+        /// whether it changed. Any refusal is `Error::Server` with
+        /// `ErrorCode::TokenRejected`, whatever the reason.
+        pub $($async_)? fn redeem_transfer(
+            &self,
+            token: &str,
+            host: &str,
+            current_key: Option<&str>,
+            always_replace: bool,
+            state: Option<&[u8]>,
+        ) -> Result<sessiond_protocol::Redeemed, Error> {
+            let request = Request::RedeemTransfer(sessiond_protocol::RedeemTransfer {
+                token: token.to_owned(),
+                host: host.to_owned(),
+                current_key: current_key.map(str::to_owned),
+                always_replace,
+                state: state.map(<[u8]>::to_vec),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, Redeemed(r) => r)
+        }
+
+        /// Seals session data into an encrypted cookie value bound to the
+        /// cookie's name and host.
+        pub $($async_)? fn seal<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            fields: impl IntoIterator<Item = (K, V)>,
+            expiry: Expiry,
+            user: Option<&str>,
+            cookie_name: &str,
+            host: &str,
+        ) -> Result<sessiond_protocol::Sealed, Error> {
+            let request = Request::Seal(sessiond_protocol::Seal {
+                fields: api::to_fields(fields),
+                expiry,
+                user: user.map(str::to_owned),
+                cookie_name: cookie_name.to_owned(),
+                host: host.to_owned(),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, Sealed(s) => s)
+        }
+
+        /// Opens a sealed cookie; `reseal`, when present, is the value to set now.
+        pub $($async_)? fn unseal(&self, value: &str, cookie_name: &str, host: &str) -> Result<sessiond_protocol::Unsealed, Error> {
+            let r = self.call(Request::Unseal(api::sealed_cookie(value, cookie_name, host)))$($await_)*?;
+            api::answer!(r, Unsealed(u) => u)
+        }
+
+        /// Revokes a sealed cookie's session: this value and every re-seal
+        /// of it stop opening, durably.
+        pub $($async_)? fn revoke_sealed(&self, value: &str, cookie_name: &str, host: &str) -> Result<(), Error> {
+            let r = self.call(Request::RevokeSealed(api::sealed_cookie(value, cookie_name, host)))$($await_)*?;
+            api::answer!(r, SealedRevoked(_n) => ())
+        }
+
+        /// Makes a fresh key the active one; tokens and cookies in flight
+        /// keep opening under the old key for their lifetime.
+        pub $($async_)? fn rotate_keys(&self) -> Result<u32, Error> {
+            let r = self.call(Request::RotateKeys(sessiond_protocol::Empty {}))$($await_)*?;
+            api::answer!(r, KeysRotated(k) => k.active_kid)
         }
 
         /// Login: moves the session to a new key and makes `user` its owner,

@@ -14,7 +14,9 @@ mod error;
 pub use api::{Created, Session, Written};
 pub use conn::Client;
 pub use error::Error;
-pub use sessiond_protocol::{Counter, ErrorCode, Expiry, Limits, Location, Meta, SessionInfo};
+pub use sessiond_protocol::{
+    Counter, ErrorCode, Expiry, HostToken, Limits, Location, Meta, Redeemed, Sealed, SessionInfo, Unsealed,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

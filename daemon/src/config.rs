@@ -31,6 +31,10 @@ pub struct Config {
     pub limits: Limits,
     pub expiry: ExpiryConfig,
     pub users: UsersConfig,
+    pub transfer: TransferConfig,
+    pub cookies: CookiesConfig,
+    /// The key ring file; defaults to `<data_dir>/keyring`.
+    pub keyring: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -46,6 +50,9 @@ impl Default for Config {
             limits: Limits::default(),
             expiry: ExpiryConfig::default(),
             users: UsersConfig::default(),
+            transfer: TransferConfig::default(),
+            cookies: CookiesConfig::default(),
+            keyring: None,
         }
     }
 }
@@ -173,6 +180,44 @@ impl Default for UsersConfig {
     }
 }
 
+/// Cross-site session transfer (django-shared-session).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// The sites that share sessions (SHARED_SESSION_SITES), as hosts.
+    pub sites: Vec<String>,
+    /// How long a token may take to reach its destination, 1 to 60 s.
+    pub timeout_secs: u32,
+    /// Clock difference allowed between hosts, at most 5 s.
+    pub skew_secs: u32,
+    /// Refuse tokens without browser binding (the stronger flow).
+    pub require_binding: bool,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self { sites: Vec::new(), timeout_secs: 30, skew_secs: 5, require_binding: false }
+    }
+}
+
+/// Sealed cookie sessions (django-cookie-sessions, signed_cookies).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesConfig {
+    /// Absolute lifetime of a sealed cookie session.
+    pub max_age_secs: u64,
+    /// Idle lifetime with the default policy.
+    pub idle_secs: u32,
+    /// UNSEAL returns a fresh value once a cookie was sealed this long ago.
+    pub reseal_after_secs: u32,
+}
+
+impl Default for CookiesConfig {
+    fn default() -> Self {
+        Self { max_age_secs: u64::from(DEFAULT_IDLE_SECS), idle_secs: DEFAULT_IDLE_SECS, reseal_after_secs: 60 }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -224,6 +269,22 @@ impl Config {
                 "expiry.default_idle_secs, sweep_interval_ms and sweep_batch must be positive".into(),
             ));
         }
+        let t = &self.transfer;
+        if !(1..=60).contains(&t.timeout_secs) || t.skew_secs > 5 {
+            return Err(ConfigError::Invalid(
+                "transfer.timeout_secs must be 1..=60 and transfer.skew_secs 0..=5".into(),
+            ));
+        }
+        for site in &t.sites {
+            if crate::tokens::canonical_host(site).as_deref() != Some(site.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "transfer.sites: {site:?} is not a lowercase host name (like \"www.example.com\")"
+                )));
+            }
+        }
+        if self.cookies.max_age_secs == 0 {
+            return Err(ConfigError::Invalid("cookies.max_age_secs must be positive".into()));
+        }
         if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0 {
             return Err(ConfigError::Invalid("durability.flush_interval_ms must be positive".into()));
         }
@@ -236,6 +297,23 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("sessions.redb")
+    }
+
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keyring.clone().unwrap_or_else(|| self.data_dir.join("keyring"))
+    }
+
+    pub fn token_config(&self) -> crate::tokens::TokenConfig {
+        crate::tokens::TokenConfig {
+            keyring: self.keyring_path(),
+            sites: self.transfer.sites.clone(),
+            transfer_ttl_ms: u64::from(self.transfer.timeout_secs) * 1000,
+            skew_ms: u64::from(self.transfer.skew_secs) * 1000,
+            require_binding: self.transfer.require_binding,
+            cookie_max_age_ms: self.cookies.max_age_secs.saturating_mul(1000),
+            cookie_idle_ms: u64::from(self.cookies.idle_secs) * 1000,
+            reseal_after_ms: u64::from(self.cookies.reseal_after_secs) * 1000,
+        }
     }
 
     pub fn socket_mode(&self) -> Result<u32, ConfigError> {

@@ -4,9 +4,11 @@
 //! else is library code that tests can run in-process. See ARCHITECTURE.md
 //! for the threads and the data flow.
 
+pub mod aliases;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod geoip;
 pub mod keys;
 pub mod net;
@@ -16,6 +18,7 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sweeper;
+pub mod tokens;
 pub mod ttl;
 pub mod writer;
 

@@ -29,6 +29,10 @@ pub struct Record {
     /// Canonical text of an IPv4 or IPv6 address.
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Other keys of this session, given to other sites by transfer tokens
+    /// (the `aliases` table maps each back here). Ending the session ends
+    /// them all.
+    pub aliases: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,7 @@ impl Record {
             user: None,
             ip: None,
             user_agent: None,
+            aliases: Vec::new(),
         };
         record.expires_at_ms = record.policy_expiry(now_ms, rules);
         record

@@ -5,19 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::geoip::GeoIp;
+use crate::engine::Engine;
 use crate::net::{EventLoop, LoopConfig, SocketError, bind_socket};
-use crate::service::{Parts, Service};
-use crate::stats::Stats;
 use crate::store::{Store, StoreError};
-use crate::sweeper::{SweepConfig, Sweeper};
-use crate::ttl::TtlIndex;
-use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -30,6 +23,8 @@ pub enum StartError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     GeoIp(#[from] crate::geoip::GeoIpError),
+    #[error(transparent)]
+    Keyring(#[from] crate::tokens::KeyringError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
 }
@@ -49,8 +44,7 @@ pub struct Server {
     loops: Vec<JoinHandle<()>>,
     mailboxes: Vec<Arc<crate::reply::Mailbox>>,
     shutdown: Arc<AtomicBool>,
-    sweeper: Sweeper,
-    writer: Writer,
+    engine: Engine,
     events_tx: mpsc::Sender<ServerEvent>,
     events_rx: mpsc::Receiver<ServerEvent>,
 }
@@ -68,13 +62,7 @@ impl Server {
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
-        let geoip = config.users.geoip_db.as_deref().map(GeoIp::open).transpose()?;
         let (store, _) = Store::open(&config.db_path())?;
-        let store = Arc::new(store);
-        let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
-        let started = std::time::Instant::now();
-        let indexed = store.load_index(&ttl)?;
-        tracing::info!(sessions = indexed, ms = started.elapsed().as_millis() as u64, "TTL index rebuilt");
         let socket = config.socket_path();
         let mode = config.socket_mode().map_err(|e| {
             StartError::Socket(SocketError::Bind { path: socket.clone(), source: std::io::Error::other(e.to_string()) })
@@ -82,57 +70,14 @@ impl Server {
         // Binding sets the umask, so it happens before any thread starts.
         let listener = bind_socket(&socket, mode)?;
 
-        let stats = Arc::new(Stats::default());
-        let cache = Arc::new(Cache::new(config.cache_bytes));
         let (events_tx, events_rx) = mpsc::channel();
         let fatal_tx = events_tx.clone();
+        let on_fatal = Box::new(move |reason| {
+            let _ = fatal_tx.send(ServerEvent::Fatal(reason));
+        });
+        let engine = Engine::start(config, store, clock, on_fatal)?;
+        let service = engine.service.clone();
         let limits = &config.limits;
-        let writer = Writer::spawn(
-            store.clone(),
-            cache.clone(),
-            ttl.clone(),
-            stats.clone(),
-            clock.clone(),
-            WriterConfig {
-                flush_interval: config.flush_interval(),
-                max_batch: limits.max_batch,
-                queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
-                max_session_bytes: limits.max_session_bytes as usize,
-                max_fields: limits.max_fields as usize,
-                rules: config.expiry.rules(),
-                max_sessions_per_user: (config.users.max_sessions_per_user > 0)
-                    .then_some(config.users.max_sessions_per_user),
-                limit_policy: config.users.limit_policy,
-            },
-            Box::new(move |reason| {
-                let _ = fatal_tx.send(ServerEvent::Fatal(reason));
-            }),
-        )
-        .map_err(StartError::Thread)?;
-        let sweeper = Sweeper::spawn(
-            ttl.clone(),
-            writer.queue(),
-            stats.clone(),
-            clock.clone(),
-            SweepConfig {
-                interval: Duration::from_millis(config.expiry.sweep_interval_ms),
-                batch: config.expiry.sweep_batch,
-            },
-        )
-        .map_err(StartError::Thread)?;
-        let service = Arc::new(Service::new(Parts {
-            store,
-            cache,
-            ttl,
-            stats,
-            clock,
-            writer: writer.queue(),
-            sweeper: sweeper.queue(),
-            limits: limits.clone(),
-            rules: config.expiry.rules(),
-            users: config.users.clone(),
-            geoip,
-        }));
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -156,7 +101,7 @@ impl Server {
             .map(|(i, l)| std::thread::Builder::new().name(format!("sessiond-net-{i}")).spawn(move || l.run()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
-        Ok(Self { socket, loops: handles, mailboxes, shutdown, sweeper, writer, events_tx, events_rx })
+        Ok(Self { socket, loops: handles, mailboxes, shutdown, engine, events_tx, events_rx })
     }
 
     pub fn socket_path(&self) -> &std::path::Path {
@@ -185,8 +130,7 @@ impl Server {
                 tracing::error!("an event loop panicked");
             }
         }
-        self.sweeper.shutdown();
-        self.writer.shutdown();
+        self.engine.shutdown();
         if let Err(e) = std::fs::remove_file(&self.socket) {
             tracing::warn!(error = %e, "cannot remove the socket file");
         }

@@ -4,12 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sessiond_protocol::{Counter, ErrorCode};
 
+use crate::tokens::Reject;
+
 macro_rules! counters {
     ($($name:ident: $doc:literal,)*) => {
         #[derive(Debug, Default)]
         pub struct Stats {
             $( #[doc = $doc] pub $name: AtomicU64, )*
             errors: [AtomicU64; 16],
+            token_rejects: [AtomicU64; 16],
         }
 
         impl Stats {
@@ -22,6 +25,12 @@ macro_rules! counters {
                     out.push(Counter {
                         name: format!("errors_{}", code.name().to_ascii_lowercase()),
                         value: self.errors[code as usize].load(Ordering::Relaxed),
+                    });
+                }
+                for (i, reason) in Reject::ALL.into_iter().enumerate() {
+                    out.push(Counter {
+                        name: format!("token_rejected_{}", reason.name()),
+                        value: self.token_rejects[i].load(Ordering::Relaxed),
                     });
                 }
                 out
@@ -46,6 +55,10 @@ counters! {
     last_sweep_ms: "When the last sweep ended, Unix milliseconds.",
     touches_persisted: "Lazy writes of touched expiries.",
     sessions_evicted: "Sessions ended to keep a user within max_sessions_per_user.",
+    tokens_issued: "Transfer tokens issued.",
+    tokens_redeemed: "Transfer tokens redeemed into a new key.",
+    cookies_sealed: "Sealed cookies made (new or re-sealed).",
+    cookies_opened: "Sealed cookies opened and accepted.",
     ttl_index_bytes: "Approximate memory held by the TTL index, in bytes.",
     cache_hits: "Reads served from the cache.",
     cache_misses: "Reads that went to the database.",
@@ -55,6 +68,13 @@ counters! {
 impl Stats {
     pub fn error(&self, code: ErrorCode) {
         self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused token or cookie by reason.
+    pub fn token_rejected(&self, reason: Reject) {
+        if let Some(i) = Reject::ALL.iter().position(|r| *r == reason) {
+            self.token_rejects[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

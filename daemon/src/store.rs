@@ -21,6 +21,14 @@ pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::n
 pub const BY_USER: TableDefinition<'static, (&'static str, [u8; 32]), ()> = TableDefinition::new("by_user");
 /// Public handle -> session key.
 pub const HANDLES: TableDefinition<'static, [u8; 12], [u8; 32]> = TableDefinition::new("handles");
+/// Another key of a session (given by a transfer) -> the session's own key.
+pub const ALIASES: TableDefinition<'static, [u8; 32], [u8; 32]> = TableDefinition::new("aliases");
+/// (expires_at_ms, nonce) of every redeemed transfer token: the replay guard.
+pub const CONSUMED: TableDefinition<'static, (u64, [u8; 24]), ()> = TableDefinition::new("consumed_tokens");
+/// User id -> epoch; sealed cookies of an older epoch are revoked.
+pub const USER_EPOCH: TableDefinition<'static, &'static str, u32> = TableDefinition::new("user_epoch");
+/// Revoked sealed-cookie session ids -> when the cookie would have expired.
+pub const DENIED: TableDefinition<'static, [u8; 16], u64> = TableDefinition::new("denied_cookies");
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -94,6 +102,10 @@ impl Store {
             txn.open_table(EXPIRY)?;
             txn.open_table(BY_USER)?;
             txn.open_table(HANDLES)?;
+            txn.open_table(ALIASES)?;
+            txn.open_table(CONSUMED)?;
+            txn.open_table(USER_EPOCH)?;
+            txn.open_table(DENIED)?;
             txn.open_table(SESSIONS)?.len()?
         };
         txn.commit()?;
@@ -116,6 +128,30 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Every alias and the session it names, for the alias index at start.
+    pub fn aliases(&self) -> Result<Vec<(SessionKey, SessionKey)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ALIASES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (alias, primary) = row?;
+            out.push((SessionKey::from_bytes(alias.value()), SessionKey::from_bytes(primary.value())));
+        }
+        Ok(out)
+    }
+
+    /// The user's epoch (0 if never bumped) and whether `sid` is denied:
+    /// what opening a sealed cookie needs, from one read transaction.
+    pub fn cookie_state(&self, user: Option<&str>, sid: &[u8; 16]) -> Result<(u32, bool), StoreError> {
+        let txn = self.db.begin_read()?;
+        let epoch = match user {
+            Some(user) => txn.open_table(USER_EPOCH)?.get(user)?.map_or(0, |e| e.value()),
+            None => 0,
+        };
+        let denied = txn.open_table(DENIED)?.get(sid)?.is_some();
+        Ok((epoch, denied))
     }
 
     /// The keys of every stored session `user` owns, live or not.

@@ -55,6 +55,9 @@ impl SweepQueue {
 pub struct SweepConfig {
     pub interval: Duration,
     pub batch: usize,
+    /// Redeemed tokens and denied cookies are forgotten this long after
+    /// they expire.
+    pub token_skew_ms: u64,
 }
 
 #[derive(Debug)]
@@ -74,7 +77,7 @@ impl Sweeper {
         config: SweepConfig,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
-        let round = Round { ttl, writer, stats, clock, batch: config.batch };
+        let round = Round { ttl, writer, stats, clock, batch: config.batch, token_skew_ms: config.token_skew_ms };
         let thread = std::thread::Builder::new().name("sessiond-sweeper".into()).spawn(move || {
             let mut waiting = None;
             loop {
@@ -111,6 +114,7 @@ struct Round {
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     batch: usize,
+    token_skew_ms: u64,
 }
 
 impl Round {
@@ -127,6 +131,9 @@ impl Round {
                 None => break,
             }
         }
+        // The replay guard and the cookie deny-list only need entries that
+        // could still be presented.
+        self.submit(Op::PurgeTokens { skew_ms: self.token_skew_ms });
         Stats::add(&self.stats.expired_swept, removed);
         self.stats.last_sweep_ms.store(self.clock.now_ms(), Ordering::Relaxed);
         if removed > 0 {
@@ -137,13 +144,17 @@ impl Round {
 
     /// One batch through the writer; `None` if the writer cannot take it.
     fn sweep_batch(&self, keys: Vec<SessionKey>) -> Option<u64> {
-        let (tx, rx) = mpsc::channel();
-        // A full queue means foreground load: wait for room (backpressure)
-        // rather than drop the batch.
-        self.writer.submit_wait(Job { op: Op::Sweep { keys }, reply: ReplyTo::Channel(tx) }).ok()?;
-        match rx.recv_timeout(BATCH_TIMEOUT) {
-            Ok(Response::Swept(SweptOk { removed })) => Some(removed),
+        match self.submit(Op::Sweep { keys }) {
+            Some(Response::Swept(SweptOk { removed })) => Some(removed),
             _ => None,
         }
+    }
+
+    /// Runs one job through the writer and waits for its commit. A full
+    /// queue means foreground load: wait for room (backpressure).
+    fn submit(&self, op: Op) -> Option<Response> {
+        let (tx, rx) = mpsc::channel();
+        self.writer.submit_wait(Job { op, reply: ReplyTo::Channel(tx) }).ok()?;
+        rx.recv_timeout(BATCH_TIMEOUT).ok()
     }
 }

@@ -1,5 +1,6 @@
-//! An in-process daemon without the network, for unit tests: the service,
-//! the writer and a manual clock over a real redb database.
+//! An in-process daemon without the network, for unit tests: the engine
+//! (service, writer, sweeper, indexes) with a manual clock over a real redb
+//! database.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,16 +10,13 @@ use std::time::Duration;
 
 use sessiond_protocol::{Create, Cycle, Expiry, Field, Get, KeyOnly, Meta, Patch, Request, Response};
 
-use crate::cache::Cache;
 use crate::clock::ManualClock;
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::reply::ReplyTo;
-use crate::service::{Outcome, Parts, Service};
-use crate::stats::Stats;
+use crate::service::{Outcome, Service};
 use crate::store::Store;
-use crate::sweeper::{SweepConfig, Sweeper};
 use crate::ttl::TtlIndex;
-use crate::writer::{Writer, WriterConfig};
 
 pub const T0: u64 = 1_700_000_000_000;
 
@@ -28,9 +26,9 @@ pub struct Kit {
     pub ttl: Arc<TtlIndex>,
     pub store: Arc<Store>,
     pub fatal: mpsc::Receiver<String>,
-    sweeper: Option<Sweeper>,
-    writer: Option<Writer>,
-    _dir: Option<tempfile::TempDir>,
+    engine: Option<Engine>,
+    dir: tempfile::TempDir,
+    config: Config,
 }
 
 impl Kit {
@@ -41,77 +39,45 @@ impl Kit {
     pub fn with_config(config: &Config) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&dir.path().join("db.redb")).unwrap();
-        Self::build(store, Some(dir), config)
+        Self::build(store, dir, config, T0)
+    }
+
+    /// A kit over any store (one on a failing backend, say).
+    pub fn with_store(store: Store, config: &Config) -> Self {
+        Self::build(store, tempfile::tempdir().unwrap(), config, T0)
     }
 
     /// Stops this kit as a crash would leave it (touches not yet persisted
     /// are lost), then opens the same database again with the clock at `now`.
     pub fn restart(mut self, now: u64) -> Self {
-        let dir = self._dir.take().expect("a kit on its own directory");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let config = self.config.clone();
         drop(self);
         let (store, _) = Store::open(&dir.path().join("db.redb")).unwrap();
-        let kit = Self::build(store, Some(dir), &Config::default());
-        kit.clock.set(now);
-        kit
+        Self::build(store, dir, &config, now)
     }
 
-    pub fn with_store(store: Store, config: &Config) -> Self {
-        Self::build(store, None, config)
-    }
-
-    fn build(store: Store, dir: Option<tempfile::TempDir>, config: &Config) -> Self {
-        let store = Arc::new(store);
-        let cache = Arc::new(Cache::new(config.cache_bytes));
-        let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
-        store.load_index(&ttl).unwrap();
-        let stats = Arc::new(Stats::default());
-        let clock = Arc::new(ManualClock::new(T0));
-        let (fatal_tx, fatal) = mpsc::channel();
-        let writer = Writer::spawn(
-            store.clone(),
-            cache.clone(),
-            ttl.clone(),
-            stats.clone(),
-            clock.clone(),
-            WriterConfig {
-                flush_interval: config.flush_interval(),
-                max_batch: config.limits.max_batch,
-                queue_capacity: 1024,
-                max_session_bytes: config.limits.max_session_bytes as usize,
-                max_fields: config.limits.max_fields as usize,
-                rules: config.expiry.rules(),
-                max_sessions_per_user: (config.users.max_sessions_per_user > 0)
-                    .then_some(config.users.max_sessions_per_user),
-                limit_policy: config.users.limit_policy,
-            },
-            Box::new(move |reason| {
-                let _ = fatal_tx.send(reason);
-            }),
-        )
-        .unwrap();
+    fn build(store: Store, dir: tempfile::TempDir, config: &Config, now: u64) -> Self {
+        let mut config = config.clone();
+        config.data_dir = dir.path().to_owned();
         // The sweeper runs only when a test asks (SWEEP): an hour apart.
-        let sweeper = Sweeper::spawn(
-            ttl.clone(),
-            writer.queue(),
-            stats.clone(),
-            clock.clone(),
-            SweepConfig { interval: Duration::from_secs(3600), batch: config.expiry.sweep_batch },
-        )
-        .unwrap();
-        let service = Arc::new(Service::new(Parts {
-            store: store.clone(),
-            cache,
-            ttl: ttl.clone(),
-            stats,
-            clock: clock.clone(),
-            writer: writer.queue(),
-            sweeper: sweeper.queue(),
-            limits: config.limits.clone(),
-            rules: config.expiry.rules(),
-            users: config.users.clone(),
-            geoip: None,
-        }));
-        let kit = Self { service, clock, ttl, store, fatal, sweeper: Some(sweeper), writer: Some(writer), _dir: dir };
+        config.expiry.sweep_interval_ms = 3_600_000;
+        let clock = Arc::new(ManualClock::new(now));
+        let (fatal_tx, fatal) = mpsc::channel();
+        let on_fatal = Box::new(move |reason| {
+            let _ = fatal_tx.send(reason);
+        });
+        let engine = Engine::start(&config, store, clock.clone(), on_fatal).unwrap();
+        let kit = Self {
+            service: engine.service.clone(),
+            ttl: engine.ttl.clone(),
+            store: engine.store.clone(),
+            clock,
+            fatal,
+            engine: Some(engine),
+            dir,
+            config,
+        };
         // Let the sweeper's start-up round finish at the kit's starting time,
         // so a test that moves the clock later is not raced by it.
         assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(_)));
@@ -119,11 +85,7 @@ impl Kit {
     }
 
     pub fn call(&self, request: Request) -> Response {
-        let (tx, rx) = mpsc::channel();
-        match self.service.handle(request, || ReplyTo::Channel(tx)) {
-            Outcome::Now(response) => response,
-            Outcome::Queued => rx.recv_timeout(Duration::from_secs(10)).expect("the writer answers"),
-        }
+        call(&self.service, request)
     }
 
     pub fn create(&self, fields: &[(&str, &str)], expiry: Expiry) -> String {
@@ -158,12 +120,18 @@ impl Kit {
 
 impl Drop for Kit {
     fn drop(&mut self) {
-        if let Some(s) = self.sweeper.take() {
-            s.shutdown();
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown();
         }
-        if let Some(w) = self.writer.take() {
-            w.shutdown();
-        }
+    }
+}
+
+/// Serves one request and waits for its answer; usable from any thread.
+pub fn call(service: &Service, request: Request) -> Response {
+    let (tx, rx) = mpsc::channel();
+    match service.handle(request, || ReplyTo::Channel(tx)) {
+        Outcome::Now(response) => response,
+        Outcome::Queued => rx.recv_timeout(Duration::from_secs(10)).expect("the writer answers"),
     }
 }
 

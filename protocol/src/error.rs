@@ -34,10 +34,13 @@ pub enum ErrorCode {
     HelloRequired = 11,
     /// The user is at `max_sessions_per_user` and the policy is to refuse.
     TooManySessions = 12,
+    /// A transfer token or sealed cookie was refused. Deliberately says
+    /// nothing of which check failed; the daemon logs and counts the reason.
+    TokenRejected = 13,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         Self::NotFound,
         Self::VersionConflict,
         Self::BadRequest,
@@ -50,6 +53,7 @@ impl ErrorCode {
         Self::Unsupported,
         Self::HelloRequired,
         Self::TooManySessions,
+        Self::TokenRejected,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -71,6 +75,7 @@ impl ErrorCode {
             Self::Unsupported => "UNSUPPORTED",
             Self::HelloRequired => "HELLO_REQUIRED",
             Self::TooManySessions => "TOO_MANY_SESSIONS",
+            Self::TokenRejected => "TOKEN_REJECTED",
         }
     }
 }

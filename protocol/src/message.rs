@@ -17,6 +17,7 @@ pub mod op {
     pub const PING: u8 = 0x02;
     pub const STATS: u8 = 0x03;
     pub const SWEEP: u8 = 0x04;
+    pub const ROTATE_KEYS: u8 = 0x05;
     pub const CREATE: u8 = 0x10;
     pub const GET: u8 = 0x11;
     pub const EXISTS: u8 = 0x12;
@@ -30,6 +31,11 @@ pub mod op {
     pub const LIST_USER: u8 = 0x20;
     pub const REVOKE: u8 = 0x21;
     pub const REVOKE_USER: u8 = 0x22;
+    pub const ISSUE_TRANSFER: u8 = 0x30;
+    pub const REDEEM_TRANSFER: u8 = 0x31;
+    pub const SEAL: u8 = 0x32;
+    pub const UNSEAL: u8 = 0x33;
+    pub const REVOKE_SEALED: u8 = 0x34;
 
     /// Set on the opcode of every response.
     pub const REPLY: u8 = 0x80;
@@ -38,6 +44,7 @@ pub mod op {
     pub const PONG: u8 = REPLY | PING;
     pub const STATS_OK: u8 = REPLY | STATS;
     pub const SWEPT: u8 = REPLY | SWEEP;
+    pub const KEYS_ROTATED: u8 = REPLY | ROTATE_KEYS;
     pub const CREATED: u8 = REPLY | CREATE;
     pub const SESSION: u8 = REPLY | GET;
     pub const EXISTS_OK: u8 = REPLY | EXISTS;
@@ -51,6 +58,11 @@ pub mod op {
     pub const USER_SESSIONS: u8 = REPLY | LIST_USER;
     pub const REVOKED: u8 = REPLY | REVOKE;
     pub const USER_REVOKED: u8 = REPLY | REVOKE_USER;
+    pub const TRANSFER_ISSUED: u8 = REPLY | ISSUE_TRANSFER;
+    pub const REDEEMED: u8 = REPLY | REDEEM_TRANSFER;
+    pub const SEALED: u8 = REPLY | SEAL;
+    pub const UNSEALED: u8 = REPLY | UNSEAL;
+    pub const SEALED_REVOKED: u8 = REPLY | REVOKE_SEALED;
 }
 
 macro_rules! wire_struct {
@@ -281,6 +293,105 @@ wire_struct! {
 }
 
 wire_struct! {
+    pub struct KeysRotated {
+        /// The key id new tokens and cookies now use.
+        pub active_kid: u32,
+    }
+}
+
+wire_struct! {
+    /// Asks for transfer tokens that hand the session `key` from
+    /// `source_host` to other sites.
+    pub struct IssueTransfer {
+        pub key: String,
+        pub source_host: String,
+        /// Destination hosts; empty for every configured site but the source.
+        pub destinations: Vec<String>,
+        /// Browser binding: SHA-256 of the state the destination set in a
+        /// cookie. Only with a single destination.
+        pub state_hash: Option<Vec<u8>>,
+    }
+}
+
+wire_struct! {
+    pub struct HostToken {
+        pub host: String,
+        /// base64url, no padding.
+        pub token: String,
+    }
+}
+
+wire_struct! {
+    pub struct TransferIssued {
+        pub tokens: Vec<HostToken>,
+    }
+}
+
+wire_struct! {
+    pub struct RedeemTransfer {
+        pub token: String,
+        /// The host redeeming, as configured; must be the token's destination.
+        pub host: String,
+        /// The destination's current session key, if the browser has one.
+        pub current_key: Option<String>,
+        /// Replace the current session even if it holds data
+        /// (SHARED_SESSION_ALWAYS_REPLACE).
+        pub always_replace: bool,
+        /// The browser-binding state from the destination's cookie.
+        pub state: Option<Vec<u8>>,
+    }
+}
+
+wire_struct! {
+    pub struct Redeemed {
+        /// The session key to set as this host's cookie.
+        pub key: String,
+        /// The cookie changed (the seed's `session_replaced` signal).
+        pub replaced: bool,
+    }
+}
+
+wire_struct! {
+    pub struct Seal {
+        pub fields: Vec<Field>,
+        pub expiry: Expiry,
+        pub user: Option<String>,
+        pub cookie_name: String,
+        pub host: String,
+    }
+}
+
+wire_struct! {
+    pub struct Sealed {
+        /// The cookie value.
+        pub value: String,
+        pub expires_at_ms: u64,
+    }
+}
+
+wire_struct! {
+    /// The body of UNSEAL and REVOKE_SEALED.
+    pub struct SealedCookie {
+        pub value: String,
+        pub cookie_name: String,
+        pub host: String,
+    }
+}
+
+wire_struct! {
+    pub struct Unsealed {
+        pub fields: Vec<Field>,
+        pub user: Option<String>,
+        /// The cookie session's id (hex): for logs and REVOKE_SEALED.
+        pub sid: String,
+        pub expires_at_ms: u64,
+        /// A fresh value to set (new nonce, idle time restarted), when the
+        /// cookie was last sealed long enough ago.
+        pub reseal: Option<String>,
+    }
+}
+
+wire_struct! {
     pub struct Counter {
         pub name: String,
         pub value: u64,
@@ -403,6 +514,7 @@ message_enum! {
         Ping(Empty) = op::PING, "PING";
         Stats(Empty) = op::STATS, "STATS";
         Sweep(Empty) = op::SWEEP, "SWEEP";
+        RotateKeys(Empty) = op::ROTATE_KEYS, "ROTATE_KEYS";
         Create(Create) = op::CREATE, "CREATE";
         Get(Get) = op::GET, "GET";
         Exists(KeyOnly) = op::EXISTS, "EXISTS";
@@ -416,6 +528,11 @@ message_enum! {
         ListUser(ListUser) = op::LIST_USER, "LIST_USER";
         Revoke(Revoke) = op::REVOKE, "REVOKE";
         RevokeUser(RevokeUser) = op::REVOKE_USER, "REVOKE_USER";
+        IssueTransfer(IssueTransfer) = op::ISSUE_TRANSFER, "ISSUE_TRANSFER";
+        RedeemTransfer(RedeemTransfer) = op::REDEEM_TRANSFER, "REDEEM_TRANSFER";
+        Seal(Seal) = op::SEAL, "SEAL";
+        Unseal(SealedCookie) = op::UNSEAL, "UNSEAL";
+        RevokeSealed(SealedCookie) = op::REVOKE_SEALED, "REVOKE_SEALED";
     }
 }
 
@@ -427,6 +544,7 @@ message_enum! {
         Pong(Empty) = op::PONG, "PONG";
         Stats(StatsOk) = op::STATS_OK, "STATS_OK";
         Swept(SweptOk) = op::SWEPT, "SWEPT";
+        KeysRotated(KeysRotated) = op::KEYS_ROTATED, "KEYS_ROTATED";
         Created(Created) = op::CREATED, "CREATED";
         Session(SessionBody) = op::SESSION, "SESSION";
         Exists(ExistsOk) = op::EXISTS_OK, "EXISTS_OK";
@@ -440,6 +558,11 @@ message_enum! {
         UserSessions(UserSessions) = op::USER_SESSIONS, "USER_SESSIONS";
         Revoked(RevokedOk) = op::REVOKED, "REVOKED";
         UserRevoked(RevokedOk) = op::USER_REVOKED, "USER_REVOKED";
+        TransferIssued(TransferIssued) = op::TRANSFER_ISSUED, "TRANSFER_ISSUED";
+        Redeemed(Redeemed) = op::REDEEMED, "REDEEMED";
+        Sealed(Sealed) = op::SEALED, "SEALED";
+        Unsealed(Unsealed) = op::UNSEALED, "UNSEALED";
+        SealedRevoked(RevokedOk) = op::SEALED_REVOKED, "SEALED_REVOKED";
     }
 }
 

@@ -182,6 +182,79 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
             Req(Request::SetExpiry(SetExpiry { key: key(), expiry: Expiry::BrowserClose })),
         ),
         ("EXPIRY_SET", 15, Resp(Response::ExpirySet(Written { version: 5, expires_at_ms: 1_700_086_400_000 }))),
+        ("ROTATE_KEYS", 23, Req(Request::RotateKeys(Empty {}))),
+        ("KEYS_ROTATED", 23, Resp(Response::KeysRotated(KeysRotated { active_kid: 0x1234_abcd }))),
+        (
+            "ISSUE_TRANSFER",
+            24,
+            Req(Request::IssueTransfer(IssueTransfer {
+                key: key(),
+                source_host: "www.example.com".into(),
+                destinations: vec!["www.example.org".into()],
+                state_hash: None,
+            })),
+        ),
+        (
+            "TRANSFER_ISSUED",
+            24,
+            Resp(Response::TransferIssued(TransferIssued {
+                tokens: vec![HostToken { host: "www.example.org".into(), token: "AQE".into() }],
+            })),
+        ),
+        (
+            "REDEEM_TRANSFER",
+            25,
+            Req(Request::RedeemTransfer(RedeemTransfer {
+                token: "AQE".into(),
+                host: "www.example.org".into(),
+                current_key: None,
+                always_replace: false,
+                state: Some(vec![1, 2, 3]),
+            })),
+        ),
+        ("REDEEMED", 25, Resp(Response::Redeemed(Redeemed { key: key(), replaced: true }))),
+        (
+            "SEAL",
+            26,
+            Req(Request::Seal(Seal {
+                fields: vec![field("cart", b"3")],
+                expiry: Expiry::IdleSecs(1800),
+                user: None,
+                cookie_name: "__Host-s".into(),
+                host: "www.example.com".into(),
+            })),
+        ),
+        ("SEALED", 26, Resp(Response::Sealed(Sealed { value: "AQI".into(), expires_at_ms: 1_700_001_800_000 }))),
+        (
+            "UNSEAL",
+            27,
+            Req(Request::Unseal(SealedCookie {
+                value: "AQI".into(),
+                cookie_name: "__Host-s".into(),
+                host: "www.example.com".into(),
+            })),
+        ),
+        (
+            "UNSEALED",
+            27,
+            Resp(Response::Unsealed(Unsealed {
+                fields: vec![field("cart", b"3")],
+                user: None,
+                sid: "00112233445566778899aabbccddeeff".into(),
+                expires_at_ms: 1_700_001_800_000,
+                reseal: None,
+            })),
+        ),
+        (
+            "REVOKE_SEALED",
+            28,
+            Req(Request::RevokeSealed(SealedCookie {
+                value: "AQI".into(),
+                cookie_name: "__Host-s".into(),
+                host: "www.example.com".into(),
+            })),
+        ),
+        ("SEALED_REVOKED", 28, Resp(Response::SealedRevoked(RevokedOk { count: 1 }))),
         (
             "ERROR",
             13,

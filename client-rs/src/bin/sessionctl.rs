@@ -1,7 +1,7 @@
 //! sessionctl: the sessiond admin command line.
 //!
 //! Exit codes: 0 success, 1 other errors, 2 usage errors, 3 session not
-//! found. Errors are one line on stderr.
+//! found, 4 token or sealed cookie rejected. Errors are one line on stderr.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,10 +10,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use sessiond_client::blocking::Client;
-use sessiond_client::{Error, Expiry, Meta, Options, Session, SessionInfo};
+use sessiond_client::{Error, ErrorCode, Expiry, Meta, Options, Session, SessionInfo};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_NOT_FOUND: u8 = 3;
+const EXIT_REJECTED: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version, about = "Administer a sessiond daemon over its Unix socket")]
@@ -128,8 +129,75 @@ enum Command {
     },
     /// Remove expired sessions now and print how many.
     Sweep,
+    /// Hand sessions to other sites with transfer tokens.
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// Seal data into an encrypted cookie value and print it.
+    Seal {
+        #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_field)]
+        fields: Vec<(String, String)>,
+        #[arg(long = "cookie", value_name = "NAME")]
+        cookie: String,
+        #[arg(long, value_name = "HOST")]
+        host: String,
+        /// Idle lifetime in seconds (default: the daemon's).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u32>,
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Open a sealed cookie and print its fields (exit 4 if rejected).
+    Unseal {
+        value: String,
+        #[arg(long = "cookie", value_name = "NAME")]
+        cookie: String,
+        #[arg(long, value_name = "HOST")]
+        host: String,
+    },
+    /// Revoke a sealed cookie's session for good (exit 4 if the value is rejected).
+    RevokeSealed {
+        value: String,
+        #[arg(long = "cookie", value_name = "NAME")]
+        cookie: String,
+        #[arg(long, value_name = "HOST")]
+        host: String,
+    },
+    /// Manage the daemon's key ring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the daemon's counters.
     Stats,
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Print one line per destination: the host, a space, the token.
+    Issue {
+        key: String,
+        #[arg(long = "from", value_name = "HOST")]
+        from: String,
+        /// Destinations (default: every other configured site).
+        #[arg(long = "to", value_name = "HOST", num_args = 1..)]
+        to: Vec<String>,
+    },
+    /// Print the session key to set as this host's cookie (exit 4 if rejected).
+    Redeem {
+        token: String,
+        #[arg(long, value_name = "HOST")]
+        host: String,
+        /// The key of the session this host's cookie holds now.
+        #[arg(long, value_name = "KEY")]
+        current: Option<String>,
+        /// Replace the current session even if it holds data.
+        #[arg(long)]
+        always_replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a fresh key the active one; print its id.
+    Rotate,
 }
 
 /// An expiry policy; none of the options means the daemon's default.
@@ -174,6 +242,10 @@ fn main() -> ExitCode {
         Err(Error::NotFound) => {
             eprintln!("sessionctl: session not found");
             ExitCode::from(EXIT_NOT_FOUND)
+        }
+        Err(e) if e.code() == Some(ErrorCode::TokenRejected) => {
+            eprintln!("sessionctl: token rejected");
+            ExitCode::from(EXIT_REJECTED)
         }
         Err(e) => {
             eprintln!("sessionctl: {e}");
@@ -246,6 +318,40 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
         Command::Sweep => {
             let removed = client.sweep()?;
             out.print(&format!("removed {removed}"), json!({"removed": removed}));
+        }
+        Command::Transfer(TransferCommand::Issue { key, from, to }) => {
+            let to: Vec<&str> = to.iter().map(String::as_str).collect();
+            let tokens = client.issue_transfer(&key, &from, &to, None)?;
+            let text: Vec<String> = tokens.iter().map(|t| format!("{} {}", t.host, t.token)).collect();
+            let value: Vec<Value> = tokens.iter().map(|t| json!({"host": t.host, "token": t.token})).collect();
+            out.print(&text.join("\n"), Value::Array(value));
+        }
+        Command::Transfer(TransferCommand::Redeem { token, host, current, always_replace }) => {
+            let r = client.redeem_transfer(&token, &host, current.as_deref(), always_replace, None)?;
+            out.print(&r.key, json!({"key": r.key, "replaced": r.replaced}));
+        }
+        Command::Seal { fields, cookie, host, ttl, user } => {
+            let expiry = ttl.map_or(Expiry::Default, Expiry::IdleSecs);
+            let sealed = client.seal(fields, expiry, user.as_deref(), &cookie, &host)?;
+            out.print(&sealed.value, json!({"value": sealed.value, "expires_at_ms": sealed.expires_at_ms}));
+        }
+        Command::Unseal { value, cookie, host } => {
+            let u = client.unseal(&value, &cookie, &host)?;
+            let mut text: Vec<String> =
+                u.fields.iter().map(|f| format!("{}={}", f.name, String::from_utf8_lossy(&f.value))).collect();
+            text.push(format!("# sid {} expires_at_ms {}", u.sid, u.expires_at_ms));
+            let fields: serde_json::Map<String, Value> =
+                u.fields.iter().map(|f| (f.name.clone(), json!(String::from_utf8_lossy(&f.value)))).collect();
+            let value = json!({"fields": fields, "user": u.user, "sid": u.sid, "expires_at_ms": u.expires_at_ms, "reseal": u.reseal});
+            out.print(&text.join("\n"), value);
+        }
+        Command::RevokeSealed { value, cookie, host } => {
+            client.revoke_sealed(&value, &cookie, &host)?;
+            out.print("revoked", json!({"revoked": true}));
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let kid = client.rotate_keys()?;
+            out.print(&format!("{kid:08x}"), json!({"active_kid": format!("{kid:08x}")}));
         }
         Command::Stats => {
             let counters = client.stats()?;

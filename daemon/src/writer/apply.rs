@@ -3,7 +3,7 @@
 //! limit), then the change. Answers are built here and sent after commit.
 
 use sessiond_protocol::{
-    Created, DeletedOk, ErrorCode, Field, Response, RevokedOk, SessionHandle, SessionKey, SweptOk, Written,
+    Created, DeletedOk, ErrorCode, Field, Redeemed, Response, RevokedOk, SessionHandle, SessionKey, SweptOk, Written,
 };
 
 use super::batch::Batch;
@@ -12,6 +12,7 @@ use crate::config::LimitPolicy;
 use crate::record::Record;
 use crate::stats::Stats;
 use crate::store::StoreError;
+use crate::tokens::Reject;
 
 type Applied = Result<Response, StoreError>;
 
@@ -71,19 +72,24 @@ impl Applier<'_> {
                 Ok(Response::Created(answer))
             }
             Op::Replace { key, fields, expected_version } => {
-                self.modify(batch, *key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)
+                let key = batch.resolve(*key)?;
+                self.modify(batch, key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)
             }
             Op::Patch { key, set, remove, expected_version } => {
-                self.modify(batch, *key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)
+                let key = batch.resolve(*key)?;
+                self.modify(batch, key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)
             }
             Op::Delete { key } => {
-                let existed = batch.live(*key)?.is_some();
-                batch.remove_session(*key)?;
+                // Through any of its keys, logout ends the whole session.
+                let key = batch.resolve(*key)?;
+                let existed = batch.live(key)?.is_some();
+                batch.remove_session(key)?;
                 Ok(Response::Deleted(DeletedOk { existed }))
             }
             Op::Cycle { key, bind_user } => self.cycle(batch, *key, bind_user.as_deref()),
             Op::SetExpiry { key, expiry } => {
-                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
+                let key = batch.resolve(*key)?;
+                let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
                 let record = slot.record.as_mut().expect("live slot has a record");
                 record.set_expiry(*expiry, now, rules);
                 slot.dirty = true;
@@ -91,7 +97,8 @@ impl Applier<'_> {
                 Ok(Response::ExpirySet(written(record)))
             }
             Op::SetMeta { key, ip, user_agent } => {
-                let Some(slot) = batch.live(*key)? else { return Ok(not_found()) };
+                let key = batch.resolve(*key)?;
+                let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
                 let record = slot.record.as_mut().expect("live slot has a record");
                 if ip.is_some() {
                     record.ip.clone_from(ip);
@@ -143,7 +150,21 @@ impl Applier<'_> {
                 for key in keys.into_iter().filter(|k| Some(*k) != keep) {
                     count += self.end(batch, key)?;
                 }
+                // Sealed cookies are not in the store: a new epoch revokes
+                // every one the user has. (With `keep`, the caller re-seals.)
+                batch.bump_epoch(user)?;
                 Ok(Response::UserRevoked(RevokedOk { count }))
+            }
+            Op::Redeem { nonce, exp_ms, source, current, always_replace } => {
+                self.redeem(batch, *nonce, *exp_ms, *source, *current, *always_replace)
+            }
+            Op::RevokeSealed { sid, until_ms } => {
+                batch.deny(*sid, *until_ms)?;
+                Ok(Response::SealedRevoked(RevokedOk { count: 1 }))
+            }
+            Op::PurgeTokens { skew_ms } => {
+                let removed = batch.purge_tokens(*skew_ms)?;
+                Ok(Response::Swept(SweptOk { removed }))
             }
         }
     }
@@ -157,7 +178,12 @@ impl Applier<'_> {
 
     /// Moves a live session to a fresh key, keeping its data, handle and
     /// metadata; with `bind_user`, makes that user its owner in the same step.
+    /// Cycling one of a session's other keys (an alias) replaces just that key.
     fn cycle(&self, batch: &mut Batch<'_>, key: SessionKey, bind_user: Option<&str>) -> Applied {
+        let primary = batch.resolve(key)?;
+        if primary != key {
+            return self.cycle_alias(batch, key, primary, bind_user);
+        }
         let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
         let owner = slot.record.as_ref().and_then(|r| r.user.clone());
         if let Some(user) = bind_user {
@@ -171,6 +197,81 @@ impl Applier<'_> {
         let answer = created(new_key, &record);
         batch.insert_session(new_key, record)?;
         Ok(Response::Cycled(answer))
+    }
+
+    fn cycle_alias(
+        &self,
+        batch: &mut Batch<'_>,
+        alias: SessionKey,
+        primary: SessionKey,
+        bind: Option<&str>,
+    ) -> Applied {
+        let Some(slot) = batch.live(primary)? else { return Ok(not_found()) };
+        let owner = slot.record.as_ref().and_then(|r| r.user.clone());
+        if bind.is_some_and(|b| Some(b) != owner.as_deref()) {
+            // A login as someone else must not change whose session the
+            // other sites see: a session has one owner.
+            return Ok(Response::error(ErrorCode::BadRequest, "this key's session belongs to another user"));
+        }
+        let new_key = or_answer!(batch.fresh_key());
+        batch.drop_alias(primary, alias)?;
+        batch.add_alias(primary, new_key)?;
+        let now = batch.now;
+        let slot = batch.slot(primary)?;
+        let record = slot.record.as_mut().expect("live above");
+        record.mark_modified(now, self.config.rules);
+        Ok(Response::Cycled(created(new_key, record)))
+    }
+
+    /// Redeems a transfer token whose envelope and claims the service has
+    /// checked: single use, a live source, then the destination's key.
+    fn redeem(
+        &self,
+        batch: &mut Batch<'_>,
+        nonce: [u8; 24],
+        exp_ms: u64,
+        source: SessionKey,
+        current: Option<SessionKey>,
+        always_replace: bool,
+    ) -> Applied {
+        let rejected = |reason: Reject| {
+            self.stats.token_rejected(reason);
+            Ok(Response::error(ErrorCode::TokenRejected, "token rejected"))
+        };
+        if !batch.consume(exp_ms, nonce)? {
+            tracing::warn!("replayed transfer token refused");
+            return rejected(Reject::Replay);
+        }
+        let source = batch.resolve(source)?;
+        let Some(slot) = batch.live(source)? else { return rejected(Reject::Session) };
+        let source_user = slot.record.as_ref().and_then(|r| r.user.clone());
+        if let Some(current_key) = current {
+            let current_primary = batch.resolve(current_key)?;
+            if let Some(slot) = batch.live(current_primary)? {
+                let record = slot.record.as_ref().expect("live slot has a record");
+                let keep = current_primary == source
+                    || (!always_replace && !record.fields.is_empty())
+                    || record.user.as_ref().is_some_and(|u| source_user.as_ref() != Some(u));
+                if keep {
+                    if record.user.is_some() && current_primary != source {
+                        tracing::info!("kept an authenticated destination session over a transfer");
+                    }
+                    let answer = Redeemed { key: current_key.encode(), replaced: false };
+                    return Ok(Response::Redeemed(answer));
+                }
+                // Replaced: this site's old key ends. If it was an alias,
+                // only the key goes; the session lives on at its own site.
+                if current_primary == current_key {
+                    batch.remove_session(current_key)?;
+                } else {
+                    batch.drop_alias(current_primary, current_key)?;
+                }
+            }
+        }
+        let key = or_answer!(batch.fresh_key());
+        batch.add_alias(source, key)?;
+        Stats::add(&self.stats.tokens_redeemed, 1);
+        Ok(Response::Redeemed(Redeemed { key: key.encode(), replaced: true }))
     }
 
     /// Makes room for one more live session of `user`, as the limit policy

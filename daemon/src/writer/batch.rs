@@ -47,6 +47,18 @@ pub(super) struct Tables<'t> {
     pub expiry: Table<'t, (u64, [u8; 32]), u64>,
     pub by_user: Table<'t, (&'static str, [u8; 32]), ()>,
     pub handles: Table<'t, [u8; HANDLE_BYTES], [u8; 32]>,
+    pub aliases: Table<'t, [u8; 32], [u8; 32]>,
+    pub consumed: Table<'t, (u64, [u8; 24]), ()>,
+    pub user_epoch: Table<'t, &'static str, u32>,
+    pub denied: Table<'t, [u8; 16], u64>,
+}
+
+/// What a committed batch changed, for publishing to the in-memory indexes.
+pub(super) struct Changes {
+    pub slots: HashMap<SessionKey, Slot>,
+    pub refile: Vec<SessionKey>,
+    /// alias -> the session it now names, or `None` if it names nothing.
+    pub aliases: HashMap<SessionKey, Option<SessionKey>>,
 }
 
 pub(super) struct Batch<'t> {
@@ -58,6 +70,7 @@ pub(super) struct Batch<'t> {
     pub refile: Vec<SessionKey>,
     users: HashMap<String, BTreeSet<SessionKey>>,
     handles: HashMap<[u8; HANDLE_BYTES], Option<SessionKey>>,
+    aliases: HashMap<SessionKey, Option<SessionKey>>,
 }
 
 impl<'t> Batch<'t> {
@@ -70,7 +83,80 @@ impl<'t> Batch<'t> {
             refile: Vec::new(),
             users: HashMap::new(),
             handles: HashMap::new(),
+            aliases: HashMap::new(),
         }
+    }
+
+    /// The session's own key for `key`: itself unless it is an alias, as of
+    /// this point in the batch.
+    pub fn resolve(&mut self, key: SessionKey) -> Result<SessionKey, StoreError> {
+        if let Some(target) = self.aliases.get(&key) {
+            return Ok(target.unwrap_or(key));
+        }
+        Ok(self.tables.aliases.get(key.as_bytes())?.map_or(key, |p| SessionKey::from_bytes(p.value())))
+    }
+
+    /// Gives the session `primary` another key.
+    pub fn add_alias(&mut self, primary: SessionKey, alias: SessionKey) -> Result<(), StoreError> {
+        let slot = self.slot(primary)?;
+        let record = slot.record.as_mut().expect("aliases are added to live sessions");
+        record.aliases.push(*alias.as_bytes());
+        slot.dirty = true;
+        self.aliases.insert(alias, Some(primary));
+        Ok(())
+    }
+
+    /// Takes one alias away from the session `primary`.
+    pub fn drop_alias(&mut self, primary: SessionKey, alias: SessionKey) -> Result<(), StoreError> {
+        let slot = self.slot(primary)?;
+        if let Some(record) = slot.record.as_mut() {
+            record.aliases.retain(|a| a != alias.as_bytes());
+            slot.dirty = true;
+        }
+        self.aliases.insert(alias, None);
+        Ok(())
+    }
+
+    /// Records a transfer token as redeemed; false if it already was.
+    pub fn consume(&mut self, exp_ms: u64, nonce: [u8; 24]) -> Result<bool, StoreError> {
+        Ok(self.tables.consumed.insert((exp_ms, nonce), ())?.is_none())
+    }
+
+    /// Revokes every sealed cookie of `user` made so far.
+    pub fn bump_epoch(&mut self, user: &str) -> Result<(), StoreError> {
+        let epoch = self.tables.user_epoch.get(user)?.map_or(0, |e| e.value());
+        self.tables.user_epoch.insert(user, epoch.wrapping_add(1))?;
+        Ok(())
+    }
+
+    /// Revokes one sealed cookie session until it would have expired.
+    pub fn deny(&mut self, sid: [u8; 16], until_ms: u64) -> Result<(), StoreError> {
+        self.tables.denied.insert(sid, until_ms)?;
+        Ok(())
+    }
+
+    /// Forgets redeemed tokens and denied cookies that can no longer be
+    /// presented: past their expiry by more than `skew_ms`.
+    pub fn purge_tokens(&mut self, skew_ms: u64) -> Result<u64, StoreError> {
+        let horizon = self.now.saturating_sub(skew_ms);
+        let mut gone = Vec::new();
+        for row in self.tables.consumed.range(..(horizon, [0u8; 24]))? {
+            gone.push(row?.0.value());
+        }
+        for key in &gone {
+            self.tables.consumed.remove(key)?;
+        }
+        let mut denied = Vec::new();
+        for row in self.tables.denied.iter()? {
+            let (sid, until) = row?;
+            if until.value() < horizon {
+                denied.push(sid.value());
+            }
+        }
+        for sid in &denied {
+            self.tables.denied.remove(sid)?;
+        }
+        Ok((gone.len() + denied.len()) as u64)
     }
 
     pub fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
@@ -105,7 +191,10 @@ impl<'t> Batch<'t> {
         if let Some(slot) = self.slots.get(&key) {
             return Ok(slot.stored.is_some() || slot.record.is_some());
         }
-        Ok(self.tables.sessions.get(key.as_bytes())?.is_some())
+        if self.aliases.contains_key(&key) {
+            return Ok(true);
+        }
+        Ok(self.tables.sessions.get(key.as_bytes())?.is_some() || self.tables.aliases.get(key.as_bytes())?.is_some())
     }
 
     pub fn fresh_key(&mut self) -> Result<Result<SessionKey, Response>, StoreError> {
@@ -148,12 +237,15 @@ impl<'t> Batch<'t> {
         }
     }
 
-    /// Adds a session under `key`, with its owner and handle.
+    /// Adds a session under `key`, with its owner, handle and aliases.
     pub fn insert_session(&mut self, key: SessionKey, record: Record) -> Result<(), StoreError> {
         if let Some(user) = &record.user {
             self.owner_keys(user)?.insert(key);
         }
         self.handles.insert(record.handle, Some(key));
+        for alias in &record.aliases {
+            self.aliases.insert(SessionKey::from_bytes(*alias), Some(key));
+        }
         self.put(key, Some(record));
         Ok(())
     }
@@ -167,6 +259,13 @@ impl<'t> Batch<'t> {
         }
         if self.handle_key(record.handle)? == Some(key) {
             self.handles.insert(record.handle, None);
+        }
+        for alias in &record.aliases {
+            let alias = SessionKey::from_bytes(*alias);
+            // After a CYCLE the alias already names the new key.
+            if self.resolve(alias)? == key {
+                self.aliases.insert(alias, None);
+            }
         }
         self.put(key, None);
         Ok(Some(record))
@@ -204,8 +303,14 @@ impl<'t> Batch<'t> {
 
     /// Writes every changed slot back, with its expiry, owner and handle
     /// rows; rows that did not change are left alone.
-    pub fn write_back(mut self) -> Result<(HashMap<SessionKey, Slot>, Vec<SessionKey>), StoreError> {
+    pub fn write_back(mut self) -> Result<Changes, StoreError> {
         let t = &mut self.tables;
+        for (alias, target) in &self.aliases {
+            match target {
+                Some(primary) => t.aliases.insert(alias.as_bytes(), primary.as_bytes())?,
+                None => t.aliases.remove(alias.as_bytes())?,
+            };
+        }
         for (key, slot) in self.slots.iter().filter(|(_, s)| s.dirty) {
             let k = *key.as_bytes();
             let (old, new) = (slot.stored.as_ref(), slot.record.as_ref());
@@ -244,6 +349,6 @@ impl<'t> Batch<'t> {
                 None => {}
             }
         }
-        Ok((self.slots, self.refile))
+        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases })
     }
 }

@@ -22,7 +22,6 @@
 //! If a commit fails, every mutation of the batch, and every later one, is
 //! answered UNAVAILABLE and the daemon is told to stop: it fails closed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -35,14 +34,15 @@ use redb::Durability;
 use sessiond_protocol::{ErrorCode, Expiry, Field, Response, SessionHandle, SessionKey};
 
 use self::apply::Applier;
-use self::batch::{Batch, Slot, Tables};
+use self::batch::{Batch, Changes, Tables};
+use crate::aliases::AliasIndex;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::LimitPolicy;
 use crate::record::ExpiryRules;
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
-use crate::store::{BY_USER, EXPIRY, HANDLES, SESSIONS, Store, StoreError};
+use crate::store::{ALIASES, BY_USER, CONSUMED, DENIED, EXPIRY, HANDLES, SESSIONS, Store, StoreError, USER_EPOCH};
 use crate::ttl::TtlIndex;
 
 /// A mutation, already validated for syntax and static limits by the service.
@@ -85,6 +85,25 @@ pub enum Op {
         user: String,
         keep: Option<SessionHandle>,
     },
+    /// The single-use half of redeeming a transfer token, checked and done
+    /// in one transaction: record the token as used, then give `host` its
+    /// own key to the source session.
+    Redeem {
+        nonce: [u8; 24],
+        exp_ms: u64,
+        source: SessionKey,
+        current: Option<SessionKey>,
+        always_replace: bool,
+    },
+    /// Revokes one sealed cookie session until it would have expired.
+    RevokeSealed {
+        sid: [u8; 16],
+        until_ms: u64,
+    },
+    /// Forgets redeemed tokens and denied cookies past their expiry.
+    PurgeTokens {
+        skew_ms: u64,
+    },
     SetExpiry {
         key: SessionKey,
         expiry: Expiry,
@@ -125,6 +144,14 @@ pub struct WriterConfig {
     pub rules: ExpiryRules,
     pub max_sessions_per_user: Option<usize>,
     pub limit_policy: LimitPolicy,
+}
+
+/// The shared state the writer publishes to after each commit.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub cache: Arc<Cache>,
+    pub ttl: Arc<TtlIndex>,
+    pub aliases: Arc<AliasIndex>,
 }
 
 enum Msg {
@@ -183,8 +210,7 @@ impl Writer {
     /// fails; the daemon should then exit non-zero.
     pub fn spawn(
         store: Arc<Store>,
-        cache: Arc<Cache>,
-        ttl: Arc<TtlIndex>,
+        out: Published,
         stats: Arc<Stats>,
         clock: Arc<dyn Clock>,
         config: WriterConfig,
@@ -192,7 +218,7 @@ impl Writer {
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity);
         let state =
-            WriterThread { store, cache, ttl, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
+            WriterThread { store, out, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
         let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
         Ok(Self { queue: WriterQueue { tx }, thread })
     }
@@ -212,8 +238,7 @@ impl Writer {
 
 struct WriterThread {
     store: Arc<Store>,
-    cache: Arc<Cache>,
-    ttl: Arc<TtlIndex>,
+    out: Published,
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     config: WriterConfig,
@@ -310,14 +335,17 @@ impl WriterThread {
         }
         let now = self.clock.now_ms();
         match self.apply_and_commit(&jobs, now) {
-            Ok((responses, slots, refile)) => {
-                for (key, slot) in slots.into_iter().filter(|(_, s)| s.dirty) {
+            Ok((responses, changes)) => {
+                for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
                     let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
-                    self.ttl.publish(key, stored, slot.expiry_reset);
-                    self.cache.publish(key, slot.record.map(Arc::new));
+                    self.out.ttl.publish(key, stored, slot.expiry_reset);
+                    self.out.cache.publish(key, slot.record.map(Arc::new));
                 }
-                for key in refile {
-                    self.ttl.refile(key);
+                for (alias, primary) in changes.aliases {
+                    self.out.aliases.publish(alias, primary);
+                }
+                for key in changes.refile {
+                    self.out.ttl.refile(key);
                 }
                 Stats::add(&self.stats.commits, 1);
                 Stats::add(&self.stats.committed_ops, jobs.len() as u64);
@@ -332,26 +360,25 @@ impl WriterThread {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn apply_and_commit(
-        &mut self,
-        jobs: &[Job],
-        now: u64,
-    ) -> Result<(Vec<Response>, HashMap<SessionKey, Slot>, Vec<SessionKey>), StoreError> {
+    fn apply_and_commit(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
         let mut txn = self.store.db().begin_write()?;
         let durable = self.config.flush_interval.is_none();
         txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
         // The data written is chosen by clients; 2PC keeps a torn commit
         // from ever validating (see redb's set_two_phase_commit docs).
         txn.set_two_phase_commit(true);
-        let (responses, slots, refile) = {
+        let (responses, changes) = {
             let tables = Tables {
                 sessions: txn.open_table(SESSIONS)?,
                 expiry: txn.open_table(EXPIRY)?,
                 by_user: txn.open_table(BY_USER)?,
                 handles: txn.open_table(HANDLES)?,
+                aliases: txn.open_table(ALIASES)?,
+                consumed: txn.open_table(CONSUMED)?,
+                user_epoch: txn.open_table(USER_EPOCH)?,
+                denied: txn.open_table(DENIED)?,
             };
-            let mut batch = Batch::new(tables, &self.ttl, now);
+            let mut batch = Batch::new(tables, &self.out.ttl, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
@@ -365,8 +392,7 @@ impl WriterThread {
                 };
                 responses.push(response);
             }
-            let (slots, refile) = batch.write_back()?;
-            (responses, slots, refile)
+            (responses, batch.write_back()?)
         };
         txn.commit()?;
         if durable {
@@ -374,6 +400,6 @@ impl WriterThread {
         } else if self.volatile_since.is_none() {
             self.volatile_since = Some(Instant::now());
         }
-        Ok((responses, slots, refile))
+        Ok((responses, changes))
     }
 }

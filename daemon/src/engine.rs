@@ -1,0 +1,111 @@
+//! Everything but the network: the store, the in-memory indexes, the writer,
+//! the sweeper, the key ring and the service, started in order. The server
+//! puts the event loops in front; unit tests drive the service directly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::aliases::AliasIndex;
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::geoip::GeoIp;
+use crate::server::StartError;
+use crate::service::{Parts, Service};
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::sweeper::{SweepConfig, Sweeper};
+use crate::tokens::{Keyring, Tokens};
+use crate::ttl::TtlIndex;
+use crate::writer::{Published, Writer, WriterConfig};
+
+#[derive(Debug)]
+pub struct Engine {
+    pub service: Arc<Service>,
+    pub store: Arc<Store>,
+    pub ttl: Arc<TtlIndex>,
+    pub stats: Arc<Stats>,
+    sweeper: Sweeper,
+    writer: Writer,
+}
+
+impl Engine {
+    /// Rebuilds the indexes from `store`, then starts the writer and the
+    /// sweeper. `on_fatal` is called if storage fails.
+    pub fn start(
+        config: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        on_fatal: Box<dyn Fn(String) + Send>,
+    ) -> Result<Self, StartError> {
+        let geoip = config.users.geoip_db.as_deref().map(GeoIp::open).transpose()?;
+        let tokens = Arc::new(Tokens::new(
+            Keyring::open_or_create(&config.keyring_path(), clock.now_ms())?,
+            config.token_config(),
+        ));
+        let store = Arc::new(store);
+        let ttl = Arc::new(TtlIndex::new(u64::from(config.expiry.touch_granularity_secs) * 1000));
+        let started = Instant::now();
+        let indexed = store.load_index(&ttl)?;
+        tracing::info!(sessions = indexed, ms = started.elapsed().as_millis() as u64, "TTL index rebuilt");
+        let aliases = Arc::new(AliasIndex::default());
+        for (alias, primary) in store.aliases()? {
+            aliases.publish(alias, Some(primary));
+        }
+        let stats = Arc::new(Stats::default());
+        let cache = Arc::new(Cache::new(config.cache_bytes));
+        let published = Published { cache: cache.clone(), ttl: ttl.clone(), aliases: aliases.clone() };
+        let writer =
+            Writer::spawn(store.clone(), published, stats.clone(), clock.clone(), writer_config(config), on_fatal)
+                .map_err(StartError::Thread)?;
+        let sweeper = Sweeper::spawn(
+            ttl.clone(),
+            writer.queue(),
+            stats.clone(),
+            clock.clone(),
+            SweepConfig {
+                interval: Duration::from_millis(config.expiry.sweep_interval_ms),
+                batch: config.expiry.sweep_batch,
+                token_skew_ms: u64::from(config.transfer.skew_secs) * 1000,
+            },
+        )
+        .map_err(StartError::Thread)?;
+        let service = Arc::new(Service::new(Parts {
+            store: store.clone(),
+            cache,
+            ttl: ttl.clone(),
+            stats: stats.clone(),
+            clock,
+            writer: writer.queue(),
+            sweeper: sweeper.queue(),
+            limits: config.limits.clone(),
+            rules: config.expiry.rules(),
+            users: config.users.clone(),
+            geoip,
+            tokens,
+            aliases,
+        }));
+        Ok(Self { service, store, ttl, stats, sweeper, writer })
+    }
+
+    /// Stops the sweeper, then the writer, which commits what is queued and
+    /// makes its last commit durable.
+    pub fn shutdown(self) {
+        self.sweeper.shutdown();
+        self.writer.shutdown();
+    }
+}
+
+fn writer_config(config: &Config) -> WriterConfig {
+    let limits = &config.limits;
+    WriterConfig {
+        flush_interval: config.flush_interval(),
+        max_batch: limits.max_batch,
+        queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
+        max_session_bytes: limits.max_session_bytes as usize,
+        max_fields: limits.max_fields as usize,
+        rules: config.expiry.rules(),
+        max_sessions_per_user: (config.users.max_sessions_per_user > 0).then_some(config.users.max_sessions_per_user),
+        limit_policy: config.users.limit_policy,
+    }
+}
