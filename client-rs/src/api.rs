@@ -170,6 +170,13 @@ macro_rules! operations {
             api::answer!(r, Stats(s) => s.counters)
         }
 
+        /// Counters and histograms (latency by operation, commit batches):
+        /// see `prometheus::render`.
+        pub $($async_)? fn metrics(&self) -> Result<sessiond_protocol::StatsOk, Error> {
+            let r = self.call(api::stats())$($await_)*?;
+            api::answer!(r, Stats(s) => s)
+        }
+
         /// Creates a session holding `fields`; the daemon chooses the key.
         pub $($async_)? fn create<K: Into<String>, V: Into<Vec<u8>>>(
             &self,

@@ -86,19 +86,30 @@ impl Conn {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut frame = Vec::new();
         request.encode_frame(id, &mut frame);
-        self.stream.write_all(&frame).map_err(io_error)?;
+        if let Err(e) = self.stream.write_all(&frame) {
+            // The daemon may have said why it closed (BUSY, FORBIDDEN).
+            return match self.read_frame() {
+                Ok((0, response)) => Ok(response),
+                _ => Err(io_error(e)),
+            };
+        }
         loop {
-            let mut head = [0u8; HEADER_LEN];
-            self.stream.read_exact(&mut head).map_err(io_error)?;
-            let header = FrameHeader::parse(&head, MAX_BODY_HARD_LIMIT).map_err(|e| Error::Protocol(e.to_string()))?;
-            let mut body = vec![0u8; header.body_len as usize];
-            self.stream.read_exact(&mut body).map_err(io_error)?;
-            header.verify(&body).map_err(|e| Error::Protocol(e.to_string()))?;
-            let response = Response::decode(header.opcode, &body).map_err(|e| Error::Protocol(e.to_string()))?;
-            if header.request_id == id || header.request_id == 0 {
+            let (request_id, response) = self.read_frame()?;
+            if request_id == id || request_id == 0 {
                 return Ok(response);
             }
         }
+    }
+
+    fn read_frame(&mut self) -> Result<(u32, Response), Error> {
+        let mut head = [0u8; HEADER_LEN];
+        self.stream.read_exact(&mut head).map_err(io_error)?;
+        let header = FrameHeader::parse(&head, MAX_BODY_HARD_LIMIT).map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; header.body_len as usize];
+        self.stream.read_exact(&mut body).map_err(io_error)?;
+        header.verify(&body).map_err(|e| Error::Protocol(e.to_string()))?;
+        let response = Response::decode(header.opcode, &body).map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok((header.request_id, response))
     }
 }
 

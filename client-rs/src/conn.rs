@@ -51,6 +51,9 @@ struct Shared {
     /// lock) nobody is added, so nobody waits forever.
     pending: Mutex<HashMap<u32, oneshot::Sender<Response>>>,
     closed: AtomicBool,
+    /// The daemon's parting error (BUSY, FORBIDDEN), if it sent one: callers
+    /// that come after the close get it too.
+    reason: Mutex<Option<Response>>,
 }
 
 impl Shared {
@@ -62,6 +65,12 @@ impl Shared {
                 let _ = waiter.send(r.clone());
             }
         }
+        *self.reason.lock() = reason;
+    }
+
+    /// What a request on a closed link gets.
+    fn closed_answer(&self) -> Result<Response, Error> {
+        self.reason.lock().clone().ok_or(Error::Disconnected)
     }
 }
 
@@ -110,7 +119,7 @@ impl Client {
         let (rd, wr) = stream.into_split();
         let (out, out_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
-        tokio::spawn(write_loop(wr, out_rx, shared.clone()));
+        tokio::spawn(write_loop(wr, out_rx));
         tokio::spawn(read_loop(rd, shared.clone()));
         let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: opts.client_name.clone() });
         let answer = self.exchange(&out, &shared, &hello).await?;
@@ -129,7 +138,8 @@ impl Client {
         {
             let mut pending = shared.pending.lock();
             if shared.closed.load(Ordering::Acquire) {
-                return Err(Error::Disconnected);
+                drop(pending);
+                return shared.closed_answer();
             }
             pending.insert(id, tx);
         }
@@ -176,7 +186,7 @@ impl Client {
     api::operations!(async; .await);
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>, shared: Arc<Shared>) {
+async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = frames.recv().await {
         buf.clear();
@@ -188,7 +198,8 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<
             }
         }
         if wr.write_all(&buf).await.is_err() {
-            shared.close(None);
+            // The reader decides why the link ended: the daemon may have
+            // sent a parting error (BUSY, FORBIDDEN) before closing.
             return;
         }
     }

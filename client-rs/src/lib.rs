@@ -10,12 +10,14 @@ mod api;
 pub mod blocking;
 mod conn;
 mod error;
+pub mod prometheus;
 
 pub use api::{Created, Session, Written};
 pub use conn::Client;
 pub use error::Error;
 pub use sessiond_protocol::{
-    Counter, ErrorCode, Expiry, HostToken, Limits, Location, Meta, Redeemed, Sealed, SessionInfo, Unsealed,
+    Counter, ErrorCode, Expiry, Histogram, HostToken, Limits, Location, Meta, Redeemed, Sealed, SessionInfo, StatsOk,
+    Unsealed,
 };
 
 use std::path::PathBuf;

@@ -21,6 +21,11 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     /// Permission bits of the socket file, as an octal string.
     pub socket_mode: String,
+    /// Permission bits of the socket's directory when the daemon creates it.
+    pub socket_dir_mode: String,
+    /// Group owning the socket (name or number), e.g. the web servers' group.
+    pub socket_group: Option<String>,
+    pub access: AccessConfig,
     /// Network event-loop threads; 0 means one per core.
     pub threads: usize,
     /// Memory budget of the session cache, in bytes.
@@ -43,6 +48,9 @@ impl Default for Config {
             data_dir: PathBuf::from("sessiond-data"),
             socket: None,
             socket_mode: "0660".into(),
+            socket_dir_mode: "0750".into(),
+            socket_group: None,
+            access: AccessConfig::default(),
             threads: 0,
             cache_bytes: 256 << 20,
             log: "info".into(),
@@ -96,6 +104,15 @@ pub struct Limits {
     pub max_inflight: u32,
     /// Most mutations committed in one write transaction.
     pub max_batch: usize,
+    /// Answers waiting for a client that does not read them; past this the
+    /// connection is closed (a slow or stuck reader).
+    pub max_output_bytes: usize,
+    /// A connection with nothing received and nothing pending for this long
+    /// is closed.
+    pub idle_timeout_secs: u64,
+    /// A frame must arrive whole within this time of its first byte
+    /// (against slow senders).
+    pub frame_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -108,6 +125,9 @@ impl Default for Limits {
             max_connections: 1024,
             max_inflight: 256,
             max_batch: 4096,
+            max_output_bytes: 4 << 20,
+            idle_timeout_secs: 300,
+            frame_timeout_secs: 5,
         }
     }
 }
@@ -149,6 +169,17 @@ impl ExpiryConfig {
             max_lifetime_ms: (self.max_lifetime_secs > 0).then(|| self.max_lifetime_secs.saturating_mul(1000)),
         }
     }
+}
+
+/// Who may connect, by the peer credentials of the socket (SO_PEERCRED).
+/// The daemon's own user may always connect; with both lists empty, only it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    pub allowed_uids: Vec<u32>,
+    /// Checked against the peer's primary group only (the kernel does not
+    /// pass supplementary groups).
+    pub allowed_gids: Vec<u32>,
 }
 
 /// What happens when a user already has `max_sessions_per_user` sessions.
@@ -248,6 +279,15 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.socket_mode()?;
+        self.socket_dir_mode()?;
+        if self.limits.idle_timeout_secs == 0
+            || self.limits.frame_timeout_secs == 0
+            || self.limits.max_output_bytes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "limits.idle_timeout_secs, frame_timeout_secs and max_output_bytes must be positive".into(),
+            ));
+        }
         let l = &self.limits;
         if l.max_frame == 0 || l.max_frame > sessiond_protocol::MAX_BODY_HARD_LIMIT {
             return Err(ConfigError::Invalid(format!(
@@ -317,11 +357,11 @@ impl Config {
     }
 
     pub fn socket_mode(&self) -> Result<u32, ConfigError> {
-        let digits = self.socket_mode.trim_start_matches("0o");
-        match u32::from_str_radix(digits, 8) {
-            Ok(mode) if mode <= 0o777 => Ok(mode),
-            _ => Err(ConfigError::Invalid(format!("socket_mode {:?} is not an octal mode", self.socket_mode))),
-        }
+        octal_mode("socket_mode", &self.socket_mode)
+    }
+
+    pub fn socket_dir_mode(&self) -> Result<u32, ConfigError> {
+        octal_mode("socket_dir_mode", &self.socket_dir_mode)
     }
 
     pub fn threads(&self) -> usize {
@@ -337,6 +377,44 @@ impl Config {
             DurabilityMode::Strict => None,
             DurabilityMode::Relaxed => Some(Duration::from_millis(self.durability.flush_interval_ms)),
         }
+    }
+}
+
+/// The top-level settings that differ between two configurations.
+pub fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    macro_rules! compare {
+        ($($field:ident),*) => {$(
+            if a.$field != b.$field {
+                out.push(stringify!($field));
+            }
+        )*};
+    }
+    compare!(
+        data_dir,
+        socket,
+        socket_mode,
+        socket_dir_mode,
+        socket_group,
+        access,
+        threads,
+        cache_bytes,
+        log,
+        durability,
+        limits,
+        expiry,
+        users,
+        transfer,
+        cookies,
+        keyring
+    );
+    out
+}
+
+fn octal_mode(name: &str, text: &str) -> Result<u32, ConfigError> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(ConfigError::Invalid(format!("{name} {text:?} is not an octal mode"))),
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Engine {
     pub store: Arc<Store>,
     pub ttl: Arc<TtlIndex>,
     pub stats: Arc<Stats>,
+    pub tokens: Arc<Tokens>,
     sweeper: Sweeper,
     writer: Writer,
 }
@@ -82,10 +83,10 @@ impl Engine {
             rules: config.expiry.rules(),
             users: config.users.clone(),
             geoip,
-            tokens,
+            tokens: tokens.clone(),
             aliases,
         }));
-        Ok(Self { service, store, ttl, stats, sweeper, writer })
+        Ok(Self { service, store, ttl, stats, tokens, sweeper, writer })
     }
 
     /// Stops the sweeper, then the writer, which commits what is queued and

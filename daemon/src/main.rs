@@ -1,24 +1,32 @@
-//! The `sessiond` binary: command line, configuration, logging, signals.
+//! The `sessiond` binary: command line, configuration, logging, signals and
+//! the service manager's readiness protocol.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sd_notify::NotifyState;
 use sessiond::{Config, Server, ServerEvent};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// sessiond: a session-store daemon for web applications.
 ///
 /// With no arguments it serves on its embedded default: data directory
 /// ./sessiond-data (created if missing), socket ./sessiond-data/sessiond.sock,
 /// strict durability (every acknowledged write is on disk).
+///
+/// Signals: SIGTERM or SIGINT stop it cleanly; SIGHUP reloads the key ring
+/// and the [transfer], [cookies] and log settings.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
     /// TOML configuration file; unknown keys are rejected.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory (database, and the socket unless --socket is given).
+    /// Data directory (database, key ring, and the socket unless --socket is given).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Unix socket path.
@@ -29,6 +37,8 @@ struct Args {
     threads: Option<usize>,
 }
 
+type LogHandle = reload::Handle<EnvFilter, Registry>;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load_config(&args) {
@@ -38,8 +48,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log);
-    let server = match Server::start(&config) {
+    let log = init_logging(&config.log);
+    let mut server = match Server::start(&config) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -48,13 +58,14 @@ fn main() -> ExitCode {
         }
     };
     let events = server.events();
-    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]);
-    match signals {
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    tracing::info!(signal = sig, "stopping");
-                    let _ = events.send(ServerEvent::Stop);
+                for sig in signals.forever() {
+                    let event = if sig == SIGHUP { ServerEvent::Reload } else { ServerEvent::Stop };
+                    if events.send(event).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -64,19 +75,55 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // The readiness line: tests and scripts wait for it.
+    // Ready: the database is open and repaired, the indexes are built and
+    // the socket accepts. Tests and scripts wait for the line; systemd for
+    // READY=1 (Type=notify).
     println!("sessiond ready: listening on {}", server.socket_path().display());
-    let event = server.wait();
+    notify(&[NotifyState::Ready]);
+    let event = loop {
+        match server.wait() {
+            ServerEvent::Reload => reload(&args, &mut server, &log),
+            other => break other,
+        }
+    };
+    notify(&[NotifyState::Stopping]);
     server.shutdown();
     match event {
-        ServerEvent::Stop => {
-            tracing::info!("stopped cleanly");
-            ExitCode::SUCCESS
-        }
         ServerEvent::Fatal(reason) => {
             tracing::error!(%reason, "stopped after a fatal error");
             ExitCode::FAILURE
         }
+        _ => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn reload(args: &Args, server: &mut Server, log: &LogHandle) {
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the configuration is invalid; nothing changed");
+            return;
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_none() {
+        match EnvFilter::try_new(&config.log) {
+            Ok(filter) => {
+                let _ = log.reload(filter);
+            }
+            Err(e) => tracing::error!(error = %e, "log filter not reloaded"),
+        }
+    }
+    if let Err(e) = server.reload(&config) {
+        tracing::error!(error = %e, "reload failed; the old keys and settings stay in force");
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
     }
 }
 
@@ -98,8 +145,14 @@ fn load_config(args: &Args) -> Result<Config, sessiond::config::ConfigError> {
     Ok(config)
 }
 
-fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+/// Logs go to stderr (the journal under systemd). RUST_LOG, if set, wins
+/// over the configured filter, then and on reload.
+fn init_logging(default_filter: &str) -> LogHandle {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    handle
 }

@@ -7,13 +7,21 @@ use std::sync::mpsc;
 use parking_lot::Mutex;
 use sessiond_protocol::Response;
 
+/// When a request was decoded, and what it was: for the latency histograms.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub opcode: u8,
+    pub started: std::time::Instant,
+}
+
 /// Work handed to an event loop from other threads.
 #[derive(Debug)]
 pub enum Mail {
     /// A newly accepted connection for this loop to own.
     Conn(mio::net::UnixStream),
-    /// The answer to a queued request.
-    Reply { token: usize, generation: u64, request_id: u32, response: Response },
+    /// The answer to a queued request (boxed: answers are large, and one
+    /// allocation per write is nothing beside its commit).
+    Reply { token: usize, generation: u64, request_id: u32, response: Box<Response>, timing: Timing },
 }
 
 /// One per event loop: a queue plus the waker that interrupts its poll.
@@ -49,7 +57,7 @@ impl Mailbox {
 #[derive(Debug)]
 pub enum ReplyTo {
     /// A request read from a connection of an event loop.
-    Conn { mailbox: Arc<Mailbox>, token: usize, generation: u64, request_id: u32 },
+    Conn { mailbox: Arc<Mailbox>, token: usize, generation: u64, request_id: u32, timing: Timing },
     /// An in-process caller (the sweeper, tests).
     Channel(mpsc::Sender<Response>),
     /// Nobody waits: background work such as persisting touches.
@@ -60,8 +68,8 @@ impl ReplyTo {
     /// Delivers `response`; returns the mailbox to wake, if any.
     pub fn deliver(self, response: Response) -> Option<Arc<Mailbox>> {
         match self {
-            Self::Conn { mailbox, token, generation, request_id } => {
-                mailbox.push(Mail::Reply { token, generation, request_id, response });
+            Self::Conn { mailbox, token, generation, request_id, timing } => {
+                mailbox.push(Mail::Reply { token, generation, request_id, response: Box::new(response), timing });
                 Some(mailbox)
             }
             Self::Channel(tx) => {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::net::{EventLoop, LoopConfig, SocketError, bind_socket};
+use crate::net::{EventLoop, LoopConfig, PeerPolicy, SocketError, SocketOptions, bind_socket};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum StartError {
     #[error(transparent)]
     Socket(#[from] SocketError),
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
     GeoIp(#[from] crate::geoip::GeoIpError),
     #[error(transparent)]
     Keyring(#[from] crate::tokens::KeyringError),
@@ -29,11 +32,26 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// Creates the data directory, if missing, readable by the daemon's user
+/// only: it holds the database and the key ring.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::metadata(dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Something the process should react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
     /// Stop cleanly (SIGTERM, SIGINT).
     Stop,
+    /// Reload the key ring and the reloadable configuration (SIGHUP).
+    Reload,
     /// Storage failed; writes are refused. Stop and exit non-zero.
     Fatal(String),
 }
@@ -45,6 +63,8 @@ pub struct Server {
     mailboxes: Vec<Arc<crate::reply::Mailbox>>,
     shutdown: Arc<AtomicBool>,
     engine: Engine,
+    config: Config,
+    clock: Arc<dyn Clock>,
     events_tx: mpsc::Sender<ServerEvent>,
     events_rx: mpsc::Receiver<ServerEvent>,
 }
@@ -58,24 +78,26 @@ impl Server {
     }
 
     pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
         let (store, _) = Store::open(&config.db_path())?;
         let socket = config.socket_path();
-        let mode = config.socket_mode().map_err(|e| {
-            StartError::Socket(SocketError::Bind { path: socket.clone(), source: std::io::Error::other(e.to_string()) })
-        })?;
+        let options = SocketOptions {
+            mode: config.socket_mode()?,
+            dir_mode: config.socket_dir_mode()?,
+            group: config.socket_group.clone(),
+        };
         // Binding sets the umask, so it happens before any thread starts.
-        let listener = bind_socket(&socket, mode)?;
+        let listener = bind_socket(&socket, &options)?;
 
         let (events_tx, events_rx) = mpsc::channel();
         let fatal_tx = events_tx.clone();
         let on_fatal = Box::new(move |reason| {
             let _ = fatal_tx.send(ServerEvent::Fatal(reason));
         });
-        let engine = Engine::start(config, store, clock, on_fatal)?;
+        let engine = Engine::start(config, store, clock.clone(), on_fatal)?;
         let service = engine.service.clone();
         let limits = &config.limits;
 
@@ -84,6 +106,10 @@ impl Server {
         let loop_config = LoopConfig {
             max_frame: limits.max_frame,
             max_inflight: limits.max_inflight,
+            max_output_bytes: limits.max_output_bytes,
+            idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
+            frame_timeout: Duration::from_secs(limits.frame_timeout_secs),
+            peers: PeerPolicy::new(config.access.allowed_uids.clone(), config.access.allowed_gids.clone()),
             max_connections: limits.max_connections,
         };
         let mut loops = (0..config.threads())
@@ -101,7 +127,17 @@ impl Server {
             .map(|(i, l)| std::thread::Builder::new().name(format!("sessiond-net-{i}")).spawn(move || l.run()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
-        Ok(Self { socket, loops: handles, mailboxes, shutdown, engine, events_tx, events_rx })
+        Ok(Self {
+            socket,
+            loops: handles,
+            mailboxes,
+            shutdown,
+            engine,
+            config: config.clone(),
+            clock,
+            events_tx,
+            events_rx,
+        })
     }
 
     pub fn socket_path(&self) -> &std::path::Path {
@@ -113,7 +149,26 @@ impl Server {
         self.events_tx.clone()
     }
 
-    /// Blocks until something asks the server to stop.
+    /// Applies what can change while running: the key ring and the
+    /// `[transfer]` and `[cookies]` rules (the log level is main's). Other
+    /// changes are named in the log as needing a restart. Connections are not
+    /// touched. On error the old configuration stays in force.
+    pub fn reload(&mut self, new: &Config) -> Result<(), crate::tokens::KeyringError> {
+        self.engine.tokens.reload(new.token_config(), self.clock.now_ms())?;
+        let mut kept = self.config.clone();
+        kept.transfer = new.transfer.clone();
+        kept.cookies = new.cookies.clone();
+        kept.keyring.clone_from(&new.keyring);
+        kept.log.clone_from(&new.log);
+        for section in crate::config::changed_sections(&kept, new) {
+            tracing::warn!(section, "this change needs a restart; it is not applied");
+        }
+        self.config = kept;
+        tracing::info!("reloaded the key ring and the transfer and cookie settings");
+        Ok(())
+    }
+
+    /// Blocks until something asks the server to stop or reload.
     pub fn wait(&self) -> ServerEvent {
         self.events_rx.recv().unwrap_or(ServerEvent::Stop)
     }

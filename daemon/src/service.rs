@@ -257,7 +257,7 @@ impl Service {
         self.stats.cache_hits.store(self.cache.hits(), Ordering::Relaxed);
         self.stats.cache_misses.store(self.cache.misses(), Ordering::Relaxed);
         self.stats.cache_bytes.store(self.cache.memory_bytes() as u64, Ordering::Relaxed);
-        StatsOk { counters: self.stats.snapshot() }
+        StatsOk { counters: self.stats.snapshot(), histograms: self.stats.histograms() }
     }
 
     /// A live session as GET returns it; with `touch`, the read counts as
@@ -328,7 +328,7 @@ impl Service {
         };
         let src = site(&issue.source_host)?;
         let destinations = match issue.destinations.is_empty() {
-            true => self.tokens.config.sites.iter().filter(|s| **s != src).cloned().collect(),
+            true => self.tokens.config().sites.iter().filter(|s| **s != src).cloned().collect(),
             false => issue.destinations.iter().map(|d| site(d)).collect::<Result<Vec<_>, _>>()?,
         };
         if destinations.contains(&src) {
@@ -345,7 +345,7 @@ impl Service {
         for dst in destinations {
             let claims = TransferClaims {
                 iat_ms: now,
-                exp_ms: now + self.tokens.config.transfer_ttl_ms,
+                exp_ms: now + self.tokens.config().transfer_ttl_ms,
                 src: src.clone(),
                 dst,
                 session: *session.as_bytes(),
@@ -386,7 +386,7 @@ impl Service {
         if let Some(user) = &s.user {
             check_user(user)?;
         }
-        let c = &self.tokens.config;
+        let c = self.tokens.config();
         let max_abs = now.saturating_add(c.cookie_max_age_ms);
         let (idle_ms, abs_exp_ms) = match s.expiry {
             Expiry::Default | Expiry::BrowserClose => (c.cookie_idle_ms, max_abs),
@@ -439,7 +439,7 @@ impl Service {
         Stats::add(&self.stats.cookies_opened, 1);
         let now = self.clock.now_ms();
         let host = canonical_host(&c.host).expect("checked when opening");
-        let reseal = if now.saturating_sub(claims.seen_ms) >= self.tokens.config.reseal_after_ms {
+        let reseal = if now.saturating_sub(claims.seen_ms) >= self.tokens.config().reseal_after_ms {
             claims.seen_ms = now;
             Some(self.seal_claims(&claims, &c.cookie_name, &host)?)
         } else {

@@ -2,20 +2,35 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sessiond_protocol::{Counter, ErrorCode};
+use sessiond_protocol::{Counter, ErrorCode, Histogram as WireHistogram, Request};
 
 use crate::tokens::Reject;
 
 macro_rules! counters {
     ($($name:ident: $doc:literal,)*) => {
-        #[derive(Debug, Default)]
+        #[derive(Debug)]
         pub struct Stats {
             $( #[doc = $doc] pub $name: AtomicU64, )*
             errors: [AtomicU64; 16],
             token_rejects: [AtomicU64; 16],
+            /// Request latency by opcode, from decoding to the answer.
+            latency: [Histogram; 64],
+            pub commit_batch: Histogram,
+            pub commit_us: Histogram,
         }
 
         impl Stats {
+            pub fn new() -> Self {
+                Self {
+                    $( $name: AtomicU64::new(0), )*
+                    errors: Default::default(),
+                    token_rejects: Default::default(),
+                    latency: [const { Histogram::new(&LATENCY_BOUNDS_US) }; 64],
+                    commit_batch: Histogram::new(&BATCH_BOUNDS),
+                    commit_us: Histogram::new(&LATENCY_BOUNDS_US),
+                }
+            }
+
             /// Every counter by name, then errors by code.
             pub fn snapshot(&self) -> Vec<Counter> {
                 let mut out = vec![
@@ -35,8 +50,69 @@ macro_rules! counters {
                 }
                 out
             }
+
+            pub fn histograms(&self) -> Vec<WireHistogram> {
+                let mut out: Vec<WireHistogram> = self
+                    .latency
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(op, h)| {
+                        let name = Request::name_of(op as u8)?;
+                        (h.count() > 0).then(|| h.snapshot("request_latency_us", name))
+                    })
+                    .collect();
+                out.push(self.commit_batch.snapshot("commit_batch_size", ""));
+                out.push(self.commit_us.snapshot("commit_duration_us", ""));
+                out
+            }
         }
     };
+}
+
+/// Microsecond bounds for latencies: 50 µs to 1 s.
+pub const LATENCY_BOUNDS_US: [u64; 14] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+/// Bounds for commit batch sizes.
+pub const BATCH_BOUNDS: [u64; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+
+/// A fixed-bucket histogram, updated with relaxed atomics.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    counts: [AtomicU64; 16],
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub const fn new(bounds: &'static [u64]) -> Self {
+        Self { bounds, counts: [const { AtomicU64::new(0) }; 16], sum: AtomicU64::new(0) }
+    }
+
+    pub fn record(&self, value: u64) {
+        let i = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    fn snapshot(&self, name: &str, label: &str) -> WireHistogram {
+        WireHistogram {
+            name: name.into(),
+            label: label.into(),
+            bounds: self.bounds.to_vec(),
+            counts: self.counts[..=self.bounds.len()].iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(&LATENCY_BOUNDS_US)
+    }
 }
 
 counters! {
@@ -44,6 +120,11 @@ counters! {
     connections_accepted: "Connections accepted.",
     connections_active: "Connections open now.",
     connections_refused: "Connections refused at the connection limit.",
+    connections_forbidden: "Connections refused for their peer credentials.",
+    limit_inflight_paused: "Times a connection stopped being read at max_inflight.",
+    limit_output_closed: "Connections closed for leaving more than max_output_bytes unread.",
+    limit_idle_closed: "Connections closed after idle_timeout_secs of silence.",
+    limit_frame_timeout_closed: "Connections closed for a frame not completed within frame_timeout_secs.",
     frames_rejected: "Frames rejected as corrupt, oversized or undecodable.",
     commits: "Write transactions committed.",
     committed_ops: "Mutations acknowledged after a commit.",
@@ -65,7 +146,21 @@ counters! {
     cache_bytes: "Memory held by the cache, in bytes.",
 }
 
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Stats {
+    /// Records how long a request with this opcode took.
+    pub fn latency(&self, opcode: u8, started: std::time::Instant) {
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(h) = self.latency.get(usize::from(opcode)) {
+            h.record(us);
+        }
+    }
+
     pub fn error(&self, code: ErrorCode) {
         self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
     }

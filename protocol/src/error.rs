@@ -37,10 +37,12 @@ pub enum ErrorCode {
     /// A transfer token or sealed cookie was refused. Deliberately says
     /// nothing of which check failed; the daemon logs and counts the reason.
     TokenRejected = 13,
+    /// The peer's credentials are not allowed to use this daemon.
+    Forbidden = 14,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::NotFound,
         Self::VersionConflict,
         Self::BadRequest,
@@ -54,6 +56,7 @@ impl ErrorCode {
         Self::HelloRequired,
         Self::TooManySessions,
         Self::TokenRejected,
+        Self::Forbidden,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -76,6 +79,7 @@ impl ErrorCode {
             Self::HelloRequired => "HELLO_REQUIRED",
             Self::TooManySessions => "TOO_MANY_SESSIONS",
             Self::TokenRejected => "TOKEN_REJECTED",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
 }

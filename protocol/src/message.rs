@@ -399,8 +399,22 @@ wire_struct! {
 }
 
 wire_struct! {
+    /// A histogram: `counts[i]` observations at most `bounds[i]`, above the
+    /// previous bound; the last count is for values above every bound.
+    pub struct Histogram {
+        pub name: String,
+        /// What the histogram is of within `name` (an operation), or empty.
+        pub label: String,
+        pub bounds: Vec<u64>,
+        pub counts: Vec<u64>,
+        pub sum: u64,
+    }
+}
+
+wire_struct! {
     pub struct StatsOk {
         pub counters: Vec<Counter>,
+        pub histograms: Vec<Histogram>,
     }
 }
 
@@ -484,6 +498,11 @@ macro_rules! message_enum {
             /// The operation's name as PROTOCOL.md, logs and metrics spell it.
             pub fn name(&self) -> &'static str {
                 match self { $( Self::$variant(_) => $label, )* }
+            }
+
+            /// The name of the message with this opcode, if there is one.
+            pub fn name_of(opcode: u8) -> Option<&'static str> {
+                match opcode { $( $op => Some($label), )* _ => None }
             }
 
             /// Decodes the body of a frame with this opcode.

@@ -47,7 +47,16 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
         (
             "STATS_OK",
             3,
-            Resp(Response::Stats(StatsOk { counters: vec![Counter { name: "commits".into(), value: 300 }] })),
+            Resp(Response::Stats(StatsOk {
+                counters: vec![Counter { name: "commits".into(), value: 300 }],
+                histograms: vec![Histogram {
+                    name: "request_latency_us".into(),
+                    label: "GET".into(),
+                    bounds: vec![50, 100],
+                    counts: vec![7, 2, 1],
+                    sum: 900,
+                }],
+            })),
         ),
         (
             "CREATE",

@@ -51,20 +51,32 @@ pub struct Daemon {
     pub socket: PathBuf,
     config: Option<PathBuf>,
     stderr_log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts a daemon on `data_dir` with an optional TOML config text.
     pub fn start(data_dir: &Path, config: Option<&str>) -> Self {
+        Self::start_with_env(data_dir, config, &[])
+    }
+
+    /// As `start`, with extra environment variables for the daemon.
+    pub fn start_with_env(data_dir: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Self {
         let config_path = config.map(|text| {
             let path = data_dir.with_extension("toml");
             std::fs::write(&path, text).unwrap();
             path
         });
-        Self::spawn(data_dir.to_path_buf(), config_path)
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(data_dir.to_path_buf(), config_path, env)
     }
 
-    fn spawn(data_dir: PathBuf, config: Option<PathBuf>) -> Self {
+    /// The config file the daemon was started with, if any.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
+    fn spawn(data_dir: PathBuf, config: Option<PathBuf>, env: Vec<(String, String)>) -> Self {
         let socket = data_dir.join("sessiond.sock");
         let stderr_log = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log).unwrap();
@@ -73,20 +85,17 @@ impl Daemon {
         if let Some(c) = &config {
             cmd.arg("--config").arg(c);
         }
-        let mut child = cmd
-            .env("RUST_LOG", std::env::var("SESSIOND_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn sessiond");
+        cmd.env("RUST_LOG", std::env::var("SESSIOND_TEST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn sessiond");
         wait_ready(&mut child, &stderr_log);
-        Self { child, data_dir, socket, config, stderr_log }
+        Self { child, data_dir, socket, config, stderr_log, env }
     }
 
     /// Starts another daemon on the same data directory and config.
     pub fn restart(&mut self) {
         self.kill();
-        let next = Self::spawn(self.data_dir.clone(), self.config.clone());
+        let next = Self::spawn(self.data_dir.clone(), self.config.clone(), self.env.clone());
         // The old value's drop kills again: harmless, it is already reaped.
         drop(std::mem::replace(self, next));
     }

@@ -127,3 +127,18 @@ fn with_no_arguments_it_serves_on_the_embedded_default() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn every_sample_config_in_the_repository_parses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut samples =
+        vec![("dist/sessiond.toml".to_owned(), std::fs::read_to_string(root.join("dist/sessiond.toml")).unwrap())];
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for (i, block) in readme.split("```toml\n").skip(1).enumerate() {
+        samples.push((format!("README.md block {i}"), block.split("```").next().unwrap().to_owned()));
+    }
+    assert!(samples.len() >= 2, "the README shows its configuration");
+    for (name, text) in samples {
+        sessiond::Config::from_toml(&text).unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
+    }
+}

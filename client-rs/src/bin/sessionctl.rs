@@ -166,7 +166,11 @@ enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Print the daemon's counters.
-    Stats,
+    Stats {
+        /// In the Prometheus text format, histograms included.
+        #[arg(long)]
+        prometheus: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,7 +357,8 @@ fn run(client: &Client, command: Command, as_json: bool) -> Result<ExitCode, Err
             let kid = client.rotate_keys()?;
             out.print(&format!("{kid:08x}"), json!({"active_kid": format!("{kid:08x}")}));
         }
-        Command::Stats => {
+        Command::Stats { prometheus: true } => print!("{}", sessiond_client::prometheus::render(&client.metrics()?)),
+        Command::Stats { prometheus: false } => {
             let counters = client.stats()?;
             let text: Vec<String> = counters.iter().map(|c| format!("{} {}", c.name, c.value)).collect();
             let map: serde_json::Map<String, Value> = counters.into_iter().map(|c| (c.name, json!(c.value))).collect();

@@ -2,6 +2,7 @@
 //! the event loop decides when to read, dispatch, flush and close.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use mio::net::UnixStream;
 use sessiond_protocol::{ErrorCode, HEADER_LEN, Request, Response, decode_frame};
@@ -51,6 +52,12 @@ pub(super) struct Conn {
     pub write_interest: bool,
     /// Already on the loop's list of connections to drive this round.
     pub scheduled: bool,
+    /// Last byte received or answer delivered: for the idle timeout.
+    pub last_activity: Instant,
+    /// When the frame now partly buffered began: for the frame timeout.
+    pub frame_started: Option<Instant>,
+    /// Stopped reading at the in-flight limit (counted once per stop).
+    pub paused: bool,
 }
 
 impl Conn {
@@ -69,6 +76,9 @@ impl Conn {
             peer_eof: false,
             write_interest: false,
             scheduled: false,
+            last_activity: Instant::now(),
+            frame_started: None,
+            paused: false,
         }
     }
 
@@ -98,6 +108,7 @@ impl Conn {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.hi += n;
+                self.last_activity = Instant::now();
                 Ok(ReadOutcome::Data)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
@@ -126,6 +137,11 @@ impl Conn {
                 Incoming::Bad { request_id: id, code: e.code(), message: e.to_string() }
             }
         }
+    }
+
+    /// Bytes of a frame not yet complete.
+    pub fn partial_frame(&self) -> bool {
+        self.hi > self.lo
     }
 
     pub fn push_response(&mut self, request_id: u32, response: &Response) {

@@ -11,16 +11,16 @@ use sessiond_protocol::{ErrorCode, Request, Response};
 use slab::Slab;
 
 use super::conn::{Conn, Incoming, ReadOutcome, read_capacity};
-use crate::reply::{Mail, Mailbox, ReplyTo};
+use super::socket::PeerPolicy;
+use crate::reply::{Mail, Mailbox, ReplyTo, Timing};
 use crate::service::{Outcome, Service};
 use crate::stats::Stats;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 
-/// Stop reading a connection's requests while this much output waits for
-/// a slow reader; resume once it drains.
-const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// How often connections are checked for the idle and frame timeouts.
+const TIMER_TICK: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for in-flight requests to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +29,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct LoopConfig {
     pub max_frame: u32,
     pub max_inflight: u32,
+    pub max_output_bytes: usize,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub peers: PeerPolicy,
     pub max_connections: usize,
 }
 
@@ -97,9 +101,10 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut mail = Vec::new();
         let mut drain_deadline = None;
+        let mut next_tick = Instant::now() + TIMER_TICK;
         loop {
-            let timeout = drain_deadline.map(|_| Duration::from_millis(20));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let timeout = if drain_deadline.is_some() { Duration::from_millis(20) } else { TIMER_TICK };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed; closing this loop");
                     break;
@@ -117,6 +122,10 @@ impl EventLoop {
                 self.receive(m);
             }
             self.drive_scheduled();
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TIMER_TICK;
+                self.expire_connections();
+            }
             if self.shutdown.load(Ordering::Acquire) {
                 let deadline = *drain_deadline.get_or_insert_with(|| {
                     self.begin_drain();
@@ -147,6 +156,32 @@ impl EventLoop {
         self.drive_scheduled();
     }
 
+    /// Closes connections idle for too long, and those whose current frame
+    /// has been arriving for too long (a slow sender holding a buffer).
+    fn expire_connections(&mut self) {
+        let now = Instant::now();
+        let stats = self.service.stats();
+        let mut expired = Vec::new();
+        for (token, conn) in self.conns.iter() {
+            let idle = conn.inflight == 0
+                && conn.output_pending() == 0
+                && now.duration_since(conn.last_activity) >= self.config.idle_timeout;
+            let slow = conn.frame_started.is_some_and(|t| now.duration_since(t) >= self.config.frame_timeout);
+            // A connection part-way through a frame is a slow sender, not idle.
+            if slow {
+                Stats::add(&stats.limit_frame_timeout_closed, 1);
+                expired.push(token);
+            } else if idle {
+                Stats::add(&stats.limit_idle_closed, 1);
+                expired.push(token);
+            }
+        }
+        for token in expired {
+            tracing::debug!("closing a connection past its idle or frame timeout");
+            self.close(token);
+        }
+    }
+
     fn accept_all(&mut self) {
         loop {
             let accepted = match &self.listener {
@@ -171,6 +206,14 @@ impl EventLoop {
     /// connection limit with a BUSY frame.
     fn place(&mut self, stream: UnixStream) {
         let stats = self.service.stats();
+        if let Err(why) = self.config.peers.check(&stream) {
+            Stats::add(&stats.connections_forbidden, 1);
+            tracing::warn!(%why, "refused a connection");
+            let mut out = Vec::new();
+            Response::error(ErrorCode::Forbidden, "not allowed to use this daemon").encode_frame(0, &mut out);
+            let _ = io::Write::write(&mut &stream, &out);
+            return;
+        }
         if self.active.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
             self.active.fetch_sub(1, Ordering::AcqRel);
             Stats::add(&stats.connections_refused, 1);
@@ -207,7 +250,8 @@ impl EventLoop {
     fn receive(&mut self, mail: Mail) {
         match mail {
             Mail::Conn(stream) => self.register(stream),
-            Mail::Reply { token, generation, request_id, response } => {
+            Mail::Reply { token, generation, request_id, response, timing } => {
+                self.service.stats().latency(timing.opcode, timing.started);
                 let Some(conn) = self.conns.get_mut(token) else {
                     return;
                 };
@@ -215,6 +259,7 @@ impl EventLoop {
                     return;
                 }
                 conn.inflight -= 1;
+                conn.last_activity = Instant::now();
                 count_error(self.service.stats(), &response);
                 conn.push_response(request_id, &response);
                 self.schedule(token);
@@ -249,14 +294,19 @@ impl EventLoop {
     /// a flush) drives the connection again.
     fn drive(&mut self, token: usize) {
         let capacity = read_capacity(self.config.max_frame);
+        let mut served = 0;
         loop {
-            self.serve_frames(token);
+            served += self.serve_frames(token);
             let conn = &mut self.conns[token];
-            if conn.closing
-                || conn.peer_eof
-                || conn.inflight >= self.config.max_inflight
-                || conn.output_pending() >= OUTPUT_HIGH_WATER
-            {
+            if conn.inflight >= self.config.max_inflight {
+                if !conn.paused {
+                    conn.paused = true;
+                    Stats::add(&self.service.stats().limit_inflight_paused, 1);
+                }
+                break;
+            }
+            conn.paused = false;
+            if conn.closing || conn.peer_eof {
                 break;
             }
             match conn.read_some(capacity) {
@@ -273,26 +323,36 @@ impl EventLoop {
                 }
             }
         }
+        // The frame timeout runs from the first byte of each frame.
+        let conn = &mut self.conns[token];
+        if !conn.partial_frame() {
+            conn.frame_started = None;
+        } else if served > 0 || conn.frame_started.is_none() {
+            conn.frame_started = Some(Instant::now());
+        }
         self.flush(token);
     }
 
-    fn serve_frames(&mut self, token: usize) {
+    /// Serves the whole frames buffered; returns how many.
+    fn serve_frames(&mut self, token: usize) -> usize {
+        let mut served = 0;
         loop {
             let conn = &mut self.conns[token];
-            if conn.closing || conn.inflight >= self.config.max_inflight || conn.output_pending() >= OUTPUT_HIGH_WATER {
-                return;
+            if conn.closing || conn.inflight >= self.config.max_inflight {
+                return served;
             }
             match conn.next_frame(self.config.max_frame) {
-                Incoming::Nothing => return,
+                Incoming::Nothing => return served,
                 Incoming::Request(id, request) => self.dispatch(token, id, request),
                 Incoming::Bad { request_id, code, message } => {
                     Stats::add(&self.service.stats().frames_rejected, 1);
                     tracing::debug!(%code, %message, "rejected a frame; closing the connection");
                     self.answer(token, request_id, Response::error(code, message));
                     self.conns[token].closing = true;
-                    return;
+                    return served + 1;
                 }
             }
+            served += 1;
         }
     }
 
@@ -310,10 +370,14 @@ impl EventLoop {
         }
         let generation = conn.generation;
         let mailbox = &self.mailbox;
-        let reply = || ReplyTo::Conn { mailbox: mailbox.clone(), token, generation, request_id };
+        let timing = Timing { opcode: request.opcode(), started: Instant::now() };
+        // The operation only: requests carry keys, which are never logged.
+        tracing::trace!(op = request.name(), request_id, "request");
+        let reply = || ReplyTo::Conn { mailbox: mailbox.clone(), token, generation, request_id, timing };
         match self.service.handle(request, reply) {
             Outcome::Queued => self.conns[token].inflight += 1,
             Outcome::Now(response) => {
+                self.service.stats().latency(timing.opcode, timing.started);
                 let conn = &mut self.conns[token];
                 if first {
                     // A refused HELLO ends the connection.
@@ -340,6 +404,14 @@ impl EventLoop {
                 return;
             }
         };
+        if conn.output_pending() > self.config.max_output_bytes {
+            // Like Redis's client-output-buffer-limit: a client that does
+            // not read its answers does not get to hold our memory.
+            Stats::add(&self.service.stats().limit_output_closed, 1);
+            tracing::debug!("closing a connection that leaves its answers unread");
+            self.close(token);
+            return;
+        }
         if done && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
             self.close(token);
             return;

@@ -12,4 +12,4 @@ mod event_loop;
 mod socket;
 
 pub use event_loop::{EventLoop, LoopConfig};
-pub use socket::{SocketError, bind_socket};
+pub use socket::{PeerPolicy, SocketError, SocketOptions, bind_socket};

@@ -18,6 +18,7 @@ pub use keyring::{Keyring, KeyringError};
 pub use transfer::TransferClaims;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
@@ -117,18 +118,33 @@ impl TokenConfig {
 #[derive(Debug)]
 pub struct Tokens {
     ring: RwLock<Keyring>,
-    pub config: TokenConfig,
+    config: RwLock<Arc<TokenConfig>>,
 }
 
 impl Tokens {
     pub fn new(ring: Keyring, config: TokenConfig) -> Self {
-        Self { ring: RwLock::new(ring), config }
+        Self { ring: RwLock::new(ring), config: RwLock::new(Arc::new(config)) }
+    }
+
+    /// The rules in force; a reload may replace them between requests.
+    pub fn config(&self) -> Arc<TokenConfig> {
+        self.config.read().clone()
+    }
+
+    /// SIGHUP: re-reads the key ring and takes the new rules. On any error
+    /// the old keys and rules stay in force.
+    pub fn reload(&self, config: TokenConfig, now_ms: u64) -> Result<(), KeyringError> {
+        let ring = Keyring::open_or_create(&config.keyring, now_ms)?;
+        *self.ring.write() = ring;
+        *self.config.write() = Arc::new(config);
+        Ok(())
     }
 
     /// Rotates in place: new tokens use a fresh key at once, tokens in
     /// flight keep opening under the old one for their longest life.
     pub fn rotate(&self, now_ms: u64) -> Result<u32, KeyringError> {
-        let keep = self.config.cookie_max_age_ms.max(self.config.transfer_grace_ms());
+        let config = self.config();
+        let keep = config.cookie_max_age_ms.max(config.transfer_grace_ms());
         self.ring.write().rotate(now_ms, keep)
     }
 
@@ -138,7 +154,7 @@ impl Tokens {
 
     /// Whether `host` is one of the configured sites.
     pub fn is_site(&self, host: &str) -> bool {
-        self.config.sites.iter().any(|s| s == host)
+        self.config.read().sites.iter().any(|s| s == host)
     }
 
     pub fn issue_transfer(&self, claims: &TransferClaims) -> Result<String, getrandom::Error> {
@@ -155,7 +171,7 @@ impl Tokens {
         now_ms: u64,
     ) -> Result<(TransferClaims, [u8; envelope::NONCE_LEN]), Reject> {
         let ring = self.ring.read();
-        let grace = self.config.transfer_grace_ms();
+        let grace = self.config().transfer_grace_ms();
         let opened =
             envelope::open(&ring, Purpose::Transfer, &transfer::audience(host), token, MAX_TOKEN_CHARS, now_ms, grace)?;
         let claims = TransferClaims::decode(&opened.plaintext)?;
@@ -176,6 +192,7 @@ impl Tokens {
     /// Opens a sealed cookie and checks its times; epoch and deny-list checks
     /// need the store and are the caller's.
     pub fn open_cookie(&self, value: &str, name: &str, host: &str, now_ms: u64) -> Result<CookieClaims, Reject> {
+        let config = self.config();
         let ring = self.ring.read();
         let opened = envelope::open(
             &ring,
@@ -184,10 +201,10 @@ impl Tokens {
             value,
             MAX_COOKIE_BYTES,
             now_ms,
-            self.config.cookie_max_age_ms,
+            config.cookie_max_age_ms,
         )?;
         let claims = CookieClaims::decode(&opened.plaintext)?;
-        claims.check_times(now_ms, self.config.skew_ms)?;
+        claims.check_times(now_ms, config.skew_ms)?;
         Ok(claims)
     }
 }

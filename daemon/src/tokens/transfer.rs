@@ -70,8 +70,9 @@ impl TransferClaims {
         if !tokens.is_site(&self.src) || self.src == self.dst || self.dst != host || !tokens.is_site(host) {
             return Err(Reject::Host);
         }
-        let skew = tokens.config.skew_ms;
-        let max_ttl = tokens.config.transfer_ttl_ms.min(MAX_TTL_MS);
+        let config = tokens.config();
+        let skew = config.skew_ms;
+        let max_ttl = config.transfer_ttl_ms.min(MAX_TTL_MS);
         if self.iat_ms > now_ms.saturating_add(skew)
             || now_ms > self.exp_ms.saturating_add(skew)
             || self.exp_ms.saturating_sub(self.iat_ms) > max_ttl
@@ -87,7 +88,7 @@ impl TransferClaims {
                     return Err(Reject::Binding);
                 }
             }
-            None if unbound && !tokens.config.require_binding => {}
+            None if unbound && !config.require_binding => {}
             _ => return Err(Reject::Binding),
         }
         Ok(())

@@ -334,7 +334,11 @@ impl WriterThread {
             return;
         }
         let now = self.clock.now_ms();
-        match self.apply_and_commit(&jobs, now) {
+        let started = Instant::now();
+        let result = self.apply_and_commit(&jobs, now);
+        self.stats.commit_batch.record(jobs.len() as u64);
+        self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        match result {
             Ok((responses, changes)) => {
                 for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
                     let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
