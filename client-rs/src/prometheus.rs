@@ -35,8 +35,9 @@ pub fn render(stats: &StatsOk) -> String {
     }
     let mut last = String::new();
     for h in &stats.histograms {
-        let (name, scale) = match h.name.strip_suffix("_us") {
-            Some(base) => (format!("sessiond_{base}_seconds"), 1e-6),
+        // Microseconds become seconds (divided, so 25000 prints as 0.025).
+        let (name, divisor) = match h.name.strip_suffix("_us") {
+            Some(base) => (format!("sessiond_{base}_seconds"), 1e6),
             None => (format!("sessiond_{}", h.name), 1.0),
         };
         if name != last {
@@ -47,12 +48,12 @@ pub fn render(stats: &StatsOk) -> String {
         let mut cumulative = 0;
         for (i, count) in h.counts.iter().enumerate() {
             cumulative += count;
-            let le = h.bounds.get(i).map_or("+Inf".to_owned(), |b| format!("{}", *b as f64 * scale));
+            let le = h.bounds.get(i).map_or("+Inf".to_owned(), |b| format!("{}", *b as f64 / divisor));
             let _ = writeln!(out, "{name}_bucket{{{label}le=\"{le}\"}} {cumulative}");
         }
         let bare = label.trim_end_matches(',');
         let braces = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", h.sum as f64 * scale);
+        let _ = writeln!(out, "{name}_sum{braces} {}", h.sum as f64 / divisor);
         let _ = writeln!(out, "{name}_count{braces} {cumulative}");
     }
     out

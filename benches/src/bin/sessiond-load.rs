@@ -1,0 +1,186 @@
+//! sessiond-load: drives sessiond, Redis or an echo floor with a session
+//! workload and reports throughput, latency percentiles and server cost.
+//!
+//! `sessiond-load run --target sessiond:PATH --workload web --connections 50 --duration 10`
+//! `sessiond-load compare --rounds 3 --duration 5 --out benches`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sessiond_bench::compare::{CompareConfig, compare};
+use sessiond_bench::run::{RunConfig, load, run};
+use sessiond_bench::target::Target;
+use sessiond_bench::workload::Workload;
+
+#[derive(Debug, Parser)]
+#[command(name = "sessiond-load", version, about = "Load generator for sessiond, Redis and an echo floor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure one target.
+    Run {
+        /// sessiond:PATH, redis:PATH or echo:PATH (an echo server this tool
+        /// starts on PATH).
+        #[arg(long)]
+        target: Target,
+        #[arg(long, value_enum, default_value = "get")]
+        workload: Workload,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Requests each connection keeps in flight.
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
+        /// Seconds measured, after the warm-up.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Sessions created before measuring.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// Fields per session.
+        #[arg(long, default_value_t = 10)]
+        fields: usize,
+        /// Bytes per field value (10 x 100: ~1 KiB sessions).
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// The server's pid, to report its CPU time and memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Serve echo on a socket (what `--target echo:PATH` starts).
+    EchoServe {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        response_len: usize,
+    },
+    /// Start sessiond and redis-server at matched durability, run the same
+    /// workloads on each and on echo, interleaved, and write RESULTS.md.
+    Compare {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 10)]
+        fields: usize,
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// Where RESULTS.md and results/ go.
+        #[arg(long, default_value = "benches")]
+        out: PathBuf,
+        /// The sessiond binary (default: next to this one).
+        #[arg(long)]
+        sessiond: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessiond-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> {
+    match command {
+        Command::Run {
+            target,
+            workload,
+            connections,
+            pipeline,
+            duration,
+            warmup,
+            sessions,
+            fields,
+            value_size,
+            server_pid,
+            json,
+        } => {
+            let echo = match &target {
+                Target::Echo(path) => {
+                    Some(sessiond_bench::echo::spawn(path, sessiond_bench::echo::response_len(fields, value_size))?)
+                }
+                _ => None,
+            };
+            let server_pid = server_pid.or(echo.as_ref().map(std::process::Child::id));
+            let config = RunConfig {
+                label: target.kind().to_owned(),
+                target,
+                workload,
+                connections,
+                pipeline,
+                warmup: Duration::from_secs_f64(warmup),
+                duration: Duration::from_secs_f64(duration),
+                fields,
+                value_size,
+                server_pid,
+                progress: true,
+            };
+            let keys = Arc::new(load(&config.target, sessions, &config.session_fields()).await?);
+            let report = run(&config, keys).await?;
+            println!("{}", report.text());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            if let Some(mut child) = echo {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if report.ops == 0 {
+                return Err("no operation completed".into());
+            }
+        }
+        Command::EchoServe { socket, response_len } => {
+            // Die with the load generator, however it ends.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            sessiond_bench::echo::serve(&socket, response_len)?;
+            std::future::pending::<()>().await;
+        }
+        Command::Compare { rounds, duration, warmup, sessions, fields, value_size, out, sessiond } => {
+            let sessiond_bin = match sessiond {
+                Some(p) => p,
+                None => std::env::current_exe()?.with_file_name("sessiond"),
+            };
+            let config = CompareConfig {
+                rounds,
+                warmup: Duration::from_secs_f64(warmup),
+                duration: Duration::from_secs_f64(duration),
+                sessions,
+                fields,
+                value_size,
+                out_dir: out,
+                sessiond_bin,
+            };
+            let table = compare(&config).await?;
+            std::fs::write(config.out_dir.join("results/table.md"), &table)?;
+            println!("{table}");
+        }
+    }
+    Ok(())
+}

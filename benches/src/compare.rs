@@ -1,0 +1,244 @@
+//! `sessiond-load compare`: sessiond and Redis at matched durability, and
+//! the echo floor, on the same workloads, interleaved over several rounds,
+//! in one table and one plot per case.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plotters::prelude::*;
+
+use crate::report::Report;
+use crate::run::{RunConfig, load};
+use crate::target::{Error, Target};
+use crate::workload::Workload;
+
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub rounds: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub sessions: usize,
+    pub fields: usize,
+    pub value_size: usize,
+    pub out_dir: PathBuf,
+    pub sessiond_bin: PathBuf,
+}
+
+/// A server this run started, killed on drop.
+struct Server {
+    label: &'static str,
+    target: Target,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sessiond(bin: &Path, label: &'static str, durability: &str) -> Result<Server, Error> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sessiond.toml");
+    std::fs::write(&config, format!("[durability]\n{durability}\n[limits]\nmax_connections = 4096\n"))?;
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if !line.starts_with("sessiond ready") {
+        return Err(format!("{label} did not start: {line:?}").into());
+    }
+    let target = Target::Sessiond(dir.path().join("data/sessiond.sock"));
+    Ok(Server { label, target, child, _dir: dir })
+}
+
+fn start_redis(label: &'static str, persistence: &[&str]) -> Result<Server, Error> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("redis.sock");
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
+        .args(["--unixsocketperm", "700", "--dir"])
+        .arg(dir.path())
+        .args(["--save", "", "--maxclients", "4096", "--loglevel", "warning"])
+        .args(persistence)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server (install it: apt-get install redis-server): {e}"))?;
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("{label} did not start").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Server { label, target: Target::Redis(socket), child, _dir: dir })
+}
+
+/// The cases the comparison measures: (workload, connections).
+pub const CASES: [(Workload, usize); 4] =
+    [(Workload::Get, 50), (Workload::Get, 1), (Workload::Patch, 50), (Workload::Web, 50)];
+
+pub async fn compare(config: &CompareConfig) -> Result<String, Error> {
+    let mut servers = vec![
+        start_sessiond(&config.sessiond_bin, "sessiond strict", "mode = \"strict\"")?,
+        start_sessiond(&config.sessiond_bin, "sessiond relaxed 1s", "mode = \"relaxed\"\nflush_interval_ms = 1000")?,
+        start_redis("redis always", &["--appendonly", "yes", "--appendfsync", "always"])?,
+        start_redis("redis everysec", &["--appendonly", "yes", "--appendfsync", "everysec"])?,
+        start_redis("redis no persistence", &["--appendonly", "no"])?,
+    ];
+    let echo_dir = tempfile::tempdir()?;
+    let echo_path = echo_dir.path().join("echo.sock");
+    let mut echo = crate::echo::spawn(&echo_path, crate::echo::response_len(config.fields, config.value_size))?;
+
+    let fields =
+        crate::sample_fields(config.fields, config.value_size).into_iter().map(|f| (f.name, f.value)).collect();
+    let mut keys = Vec::new();
+    for s in &servers {
+        eprintln!("loading {} sessions into {}", config.sessions, s.label);
+        keys.push(Arc::new(load(&s.target, config.sessions, &fields).await?));
+    }
+    let labels: Vec<&str> = servers.iter().map(|s| s.label).chain(["echo"]).collect();
+    // results[case][target] = one report per round.
+    let mut results: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); labels.len()]; CASES.len()];
+    for round in 0..config.rounds {
+        for (c, (workload, connections)) in CASES.iter().enumerate() {
+            for t in 0..labels.len() {
+                // Rotate the order each round so no target always runs first.
+                let t = (t + round) % labels.len();
+                let (target, pid, keys) = match servers.get(t) {
+                    Some(s) => (s.target.clone(), Some(s.child.id()), keys[t].clone()),
+                    None => (Target::Echo(echo_path.clone()), Some(echo.id()), Arc::new(Vec::new())),
+                };
+                let run = RunConfig {
+                    target,
+                    label: labels[t].to_owned(),
+                    workload: *workload,
+                    connections: *connections,
+                    pipeline: 1,
+                    warmup: config.warmup,
+                    duration: config.duration,
+                    fields: config.fields,
+                    value_size: config.value_size,
+                    server_pid: pid,
+                    progress: false,
+                };
+                let report = crate::run::run(&run, keys).await?;
+                eprintln!("round {}/{}: {}", round + 1, config.rounds, report.text().lines().next().unwrap_or(""));
+                results[c][t].push(report);
+            }
+        }
+    }
+    servers.clear();
+    let _ = echo.kill();
+    let _ = echo.wait();
+    write_outputs(config, &labels, &results)
+}
+
+/// The round with the median throughput stands for the target.
+fn median(reports: &[Report]) -> &Report {
+    let mut sorted: Vec<&Report> = reports.iter().collect();
+    sorted.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    sorted[sorted.len() / 2]
+}
+
+fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Report>>]) -> Result<String, Error> {
+    std::fs::create_dir_all(config.out_dir.join("results"))?;
+    let mut md = String::new();
+    for (c, (workload, connections)) in CASES.iter().enumerate() {
+        let case = format!("{} x {connections} connections", workload.name());
+        let _ = writeln!(md, "### {case}\n");
+        let _ =
+            writeln!(md, "| target | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU s/100k ops | errors |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (t, label) in labels.iter().enumerate() {
+            let r = median(&results[c][t]);
+            let cpu = r.server.cpu_secs.map_or("–".to_owned(), |s| format!("{:.2}", s / r.ops as f64 * 100_000.0));
+            let l = r.latency_us;
+            let _ = writeln!(
+                md,
+                "| {label} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {cpu} | {} |",
+                r.ops_per_sec, l.p50, l.p99, l.p999, l.max, r.errors
+            );
+        }
+        let by = |label: &str| labels.iter().position(|l| *l == label).map(|t| median(&results[c][t]));
+        let mut ratios = Vec::new();
+        if let (Some(s), Some(r)) = (by("sessiond strict"), by("redis always")) {
+            ratios.push(format!("sessiond strict / redis always: {:.2}x throughput", s.ops_per_sec / r.ops_per_sec));
+        }
+        if let (Some(s), Some(r)) = (by("sessiond relaxed 1s"), by("redis everysec")) {
+            ratios.push(format!("sessiond relaxed / redis everysec: {:.2}x throughput", s.ops_per_sec / r.ops_per_sec));
+        }
+        if let (Some(s), Some(r)) = (by("sessiond strict"), by("redis no persistence")) {
+            ratios.push(format!(
+                "sessiond strict / redis no persistence: {:.2}x throughput, p99 {:.2}x",
+                s.ops_per_sec / r.ops_per_sec,
+                s.latency_us.p99 / r.latency_us.p99
+            ));
+        }
+        if let (Some(s), Some(e)) = (by("sessiond strict"), by("echo")) {
+            ratios.push(format!(
+                "sessiond strict / echo: {:.2}x throughput, p50 {:.2}x",
+                s.ops_per_sec / e.ops_per_sec,
+                s.latency_us.p50 / e.latency_us.p50
+            ));
+        }
+        let _ = writeln!(md, "\n{}\n", ratios.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n"));
+        let svg = format!("results/{}-{connections}.svg", workload.name());
+        plot(&config.out_dir.join(&svg), &case, labels, &results[c])?;
+        let _ = writeln!(md, "![{case}]({svg})\n");
+    }
+    let json: Vec<&Report> = results.iter().flatten().flatten().collect();
+    std::fs::write(config.out_dir.join("results/compare.json"), serde_json::to_vec_pretty(&json)?)?;
+    Ok(md)
+}
+
+/// Latency by percentile, one line per target, log scale.
+fn plot(path: &Path, case: &str, labels: &[&str], reports: &[Vec<Report>]) -> Result<(), Error> {
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let points: Vec<Vec<(f64, f64)>> = reports
+        .iter()
+        .map(|r| median(r).distribution.iter().enumerate().map(|(i, (_, us))| (i as f64, us.max(1.0))).collect())
+        .collect();
+    let top = points.iter().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.5;
+    let ticks: Vec<String> = median(&reports[0]).distribution.iter().map(|(p, _)| format!("p{p}")).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("latency by percentile: {case}"), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..(ticks.len() - 1) as f64, (1f64..top).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_labels(ticks.len())
+        .x_label_formatter(&|x| ticks.get(x.round() as usize).cloned().unwrap_or_default())
+        .y_desc("microseconds")
+        .draw()?;
+    let colors = [RED, BLUE, MAGENTA, GREEN, CYAN, BLACK];
+    for (i, (label, pts)) in labels.iter().zip(points).enumerate() {
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    root.present()?;
+    Ok(())
+}
