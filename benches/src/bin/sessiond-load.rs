@@ -42,15 +42,8 @@ enum Command {
         duration: f64,
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
-        /// Sessions created before measuring.
-        #[arg(long, default_value_t = 10_000)]
-        sessions: usize,
-        /// Fields per session.
-        #[arg(long, default_value_t = 10)]
-        fields: usize,
-        /// Bytes per field value (10 x 100: ~1 KiB sessions).
-        #[arg(long, default_value_t = 100)]
-        value_size: usize,
+        #[command(flatten)]
+        shape: Shape,
         /// The server's pid, to report its CPU time and memory.
         #[arg(long)]
         server_pid: Option<u32>,
@@ -74,12 +67,8 @@ enum Command {
         duration: f64,
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
-        #[arg(long, default_value_t = 10_000)]
-        sessions: usize,
-        #[arg(long, default_value_t = 10)]
-        fields: usize,
-        #[arg(long, default_value_t = 100)]
-        value_size: usize,
+        #[command(flatten)]
+        shape: Shape,
         /// Where RESULTS.md and results/ go.
         #[arg(long, default_value = "benches")]
         out: PathBuf,
@@ -87,6 +76,20 @@ enum Command {
         #[arg(long)]
         sessiond: Option<PathBuf>,
     },
+}
+
+/// The sessions measured: how many, and their size.
+#[derive(Debug, clap::Args)]
+struct Shape {
+    /// Sessions created before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Fields per session.
+    #[arg(long, default_value_t = 10)]
+    fields: usize,
+    /// Bytes per field value (10 x 100: ~1 KiB sessions).
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
 }
 
 fn main() -> ExitCode {
@@ -116,9 +119,7 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
             pipeline,
             duration,
             warmup,
-            sessions,
-            fields,
-            value_size,
+            shape: Shape { sessions, fields, value_size },
             server_pid,
             json,
         } => {
@@ -162,7 +163,7 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
             sessiond_bench::echo::serve(&socket, response_len)?;
             std::future::pending::<()>().await;
         }
-        Command::Compare { rounds, duration, warmup, sessions, fields, value_size, out, sessiond } => {
+        Command::Compare { rounds, duration, warmup, shape: Shape { sessions, fields, value_size }, out, sessiond } => {
             let sessiond_bin = match sessiond {
                 Some(p) => p,
                 None => std::env::current_exe()?.with_file_name("sessiond"),
