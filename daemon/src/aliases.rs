@@ -28,12 +28,4 @@ impl AliasIndex {
             None => map.remove(&alias),
         };
     }
-
-    pub fn len(&self) -> usize {
-        self.map.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.read().is_empty()
-    }
 }

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::geoip::GeoIp;
 use crate::server::StartError;
-use crate::service::{Parts, Service};
+use crate::service::Service;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::sweeper::{SweepConfig, Sweeper};
@@ -71,7 +71,7 @@ impl Engine {
             },
         )
         .map_err(StartError::Thread)?;
-        let service = Arc::new(Service::new(Parts {
+        let service = Arc::new(Service {
             store: store.clone(),
             cache,
             ttl: ttl.clone(),
@@ -85,7 +85,7 @@ impl Engine {
             geoip,
             tokens: tokens.clone(),
             aliases,
-        }));
+        });
         Ok(Self { service, store, ttl, stats, tokens, sweeper, writer })
     }
 

@@ -123,16 +123,17 @@ impl Record {
         RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes() + meta
     }
 
-    /// The session as GET returns it at `now_ms`.
-    pub fn to_body(&self, now_ms: u64) -> SessionBody {
+    /// The session as GET returns it at `now_ms`. Expiry and last activity
+    /// come from the TTL index, which is ahead of the record after touches.
+    pub fn to_body(&self, now_ms: u64, expires_at_ms: u64, last_active_ms: u64) -> SessionBody {
         SessionBody {
             fields: self.fields.clone(),
             version: self.version,
             created_ms: self.created_ms,
             modified_ms: self.modified_ms,
-            last_active_ms: self.last_active_ms,
-            expires_at_ms: self.expires_at_ms,
-            ttl_ms: self.expires_at_ms.saturating_sub(now_ms),
+            last_active_ms,
+            expires_at_ms,
+            ttl_ms: expires_at_ms.saturating_sub(now_ms),
             expiry: self.expiry,
             handle: SessionHandle::from_bytes(self.handle).encode(),
             user: self.user.clone(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -102,7 +102,6 @@ impl Server {
         let limits = &config.limits;
 
         let shutdown = Arc::new(AtomicBool::new(false));
-        let active = Arc::new(AtomicUsize::new(0));
         let loop_config = LoopConfig {
             max_frame: limits.max_frame,
             max_inflight: limits.max_inflight,
@@ -113,7 +112,7 @@ impl Server {
             max_connections: limits.max_connections,
         };
         let mut loops = (0..config.threads())
-            .map(|id| EventLoop::new(id, service.clone(), loop_config.clone(), active.clone(), shutdown.clone()))
+            .map(|id| EventLoop::new(id, service.clone(), loop_config.clone(), shutdown.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Thread)?;
         let mailboxes: Vec<_> = loops.iter().map(EventLoop::mailbox).collect();

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::{UnixListener, UnixStream};
@@ -49,7 +49,6 @@ pub struct EventLoop {
     next_peer: usize,
     service: Arc<Service>,
     config: LoopConfig,
-    active: Arc<AtomicUsize>,
     shutdown: Arc<AtomicBool>,
     to_drive: Vec<usize>,
 }
@@ -57,13 +56,7 @@ pub struct EventLoop {
 impl EventLoop {
     /// Creates a loop with its poll and mailbox. The mailbox must be handed
     /// to the other loops (see [`EventLoop::set_peers`]) before running.
-    pub fn new(
-        id: usize,
-        service: Arc<Service>,
-        config: LoopConfig,
-        active: Arc<AtomicUsize>,
-        shutdown: Arc<AtomicBool>,
-    ) -> io::Result<Self> {
+    pub fn new(id: usize, service: Arc<Service>, config: LoopConfig, shutdown: Arc<AtomicBool>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         Ok(Self {
@@ -77,7 +70,6 @@ impl EventLoop {
             next_peer: 0,
             service,
             config,
-            active,
             shutdown,
             to_drive: Vec::new(),
         })
@@ -207,23 +199,19 @@ impl EventLoop {
     fn place(&mut self, stream: UnixStream) {
         let stats = self.service.stats();
         if let Err(why) = self.config.peers.check(&stream) {
-            Stats::add(&stats.connections_forbidden, 1);
             tracing::warn!(%why, "refused a connection");
-            let mut out = Vec::new();
-            Response::error(ErrorCode::Forbidden, "not allowed to use this daemon").encode_frame(0, &mut out);
-            let _ = io::Write::write(&mut &stream, &out);
+            refuse(&stream, &stats.connections_forbidden, ErrorCode::Forbidden, "not allowed to use this daemon");
             return;
         }
-        if self.active.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            Stats::add(&stats.connections_refused, 1);
-            let mut out = Vec::new();
-            Response::error(ErrorCode::Busy, "connection limit reached").encode_frame(0, &mut out);
-            let _ = io::Write::write(&mut &stream, &out);
+        // `connections_active` is the one count of open connections, across
+        // every loop: the limit is enforced on it.
+        let active = stats.connections_active.fetch_add(1, Ordering::AcqRel);
+        if active >= self.config.max_connections as u64 {
+            stats.connections_active.fetch_sub(1, Ordering::AcqRel);
+            refuse(&stream, &stats.connections_refused, ErrorCode::Busy, "connection limit reached");
             return;
         }
         Stats::add(&stats.connections_accepted, 1);
-        Stats::add(&stats.connections_active, 1);
         let target = self.next_peer % self.peers.len().max(1);
         self.next_peer = self.next_peer.wrapping_add(1);
         if target == self.id || self.peers.is_empty() {
@@ -434,9 +422,17 @@ impl EventLoop {
     }
 
     fn forget_connection(&self) {
-        self.active.fetch_sub(1, Ordering::AcqRel);
-        self.service.stats().connections_active.fetch_sub(1, Ordering::Relaxed);
+        self.service.stats().connections_active.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Turns a connection away with a parting error (request id 0), counted.
+fn refuse(stream: &UnixStream, counter: &std::sync::atomic::AtomicU64, code: ErrorCode, message: &str) {
+    Stats::add(counter, 1);
+    let mut out = Vec::new();
+    Response::error(code, message).encode_frame(0, &mut out);
+    // Best effort: the connection ends either way.
+    let _ = io::Write::write(&mut &*stream, &out);
 }
 
 fn count_error(stats: &Stats, response: &Response) {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use sessiond_protocol::KeysRotated;
 use sessiond_protocol::{
     Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
-    Request, Response, SessionBody, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
+    Request, Response, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
 use sessiond_protocol::{Cycle, ListUser, Revoke, RevokeUser, SetMeta, UserSessions};
 
@@ -40,39 +40,22 @@ pub enum Outcome {
     Queued,
 }
 
-/// Everything the service works with.
-#[derive(Debug)]
-pub struct Parts {
-    pub store: Arc<Store>,
-    pub cache: Arc<Cache>,
-    pub ttl: Arc<TtlIndex>,
-    pub stats: Arc<Stats>,
-    pub clock: Arc<dyn Clock>,
-    pub writer: WriterQueue,
-    pub sweeper: SweepQueue,
-    pub limits: config::Limits,
-    pub rules: ExpiryRules,
-    pub users: config::UsersConfig,
-    pub geoip: Option<GeoIp>,
-    pub tokens: Arc<Tokens>,
-    pub aliases: Arc<AliasIndex>,
-}
-
+/// Everything the service works with. Built once, by `Engine::start`.
 #[derive(Debug)]
 pub struct Service {
-    store: Arc<Store>,
-    cache: Arc<Cache>,
-    ttl: Arc<TtlIndex>,
-    stats: Arc<Stats>,
-    clock: Arc<dyn Clock>,
-    writer: WriterQueue,
-    sweeper: SweepQueue,
-    limits: config::Limits,
-    rules: ExpiryRules,
-    users: config::UsersConfig,
-    geoip: Option<GeoIp>,
-    tokens: Arc<Tokens>,
-    aliases: Arc<AliasIndex>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) ttl: Arc<TtlIndex>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) writer: WriterQueue,
+    pub(crate) sweeper: SweepQueue,
+    pub(crate) limits: config::Limits,
+    pub(crate) rules: ExpiryRules,
+    pub(crate) users: config::UsersConfig,
+    pub(crate) geoip: Option<GeoIp>,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) aliases: Arc<AliasIndex>,
 }
 
 /// A refused request: the code and message the client gets.
@@ -93,24 +76,6 @@ fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
 }
 
 impl Service {
-    pub fn new(p: Parts) -> Self {
-        Self {
-            store: p.store,
-            cache: p.cache,
-            ttl: p.ttl,
-            stats: p.stats,
-            clock: p.clock,
-            writer: p.writer,
-            sweeper: p.sweeper,
-            limits: p.limits,
-            rules: p.rules,
-            users: p.users,
-            geoip: p.geoip,
-            tokens: p.tokens,
-            aliases: p.aliases,
-        }
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -158,7 +123,8 @@ impl Service {
             Request::Stats(_) => Routed::Now(Response::Stats(self.stats_snapshot())),
             Request::Sweep(_) => Routed::Sweep,
             Request::Get(Get { key, touch, ip, user_agent }) => {
-                let mut body = self.read(&self.key(&key)?, touch)?;
+                let live = self.live(&self.key(&key)?, touch)?;
+                let mut body = live.record.to_body(live.now, live.expires_at, live.last_active);
                 // Reported, not enforced: a changed IP is common (mobile
                 // networks), so the application decides what it means.
                 if let Some(ip) = ip {
@@ -176,8 +142,8 @@ impl Service {
                 Routed::Now(Response::Exists(ExistsOk { exists }))
             }
             Request::Touch(KeyOnly { key }) => {
-                let body = self.read(&self.key(&key)?, true)?;
-                Routed::Now(Response::Touched(Written { version: body.version, expires_at_ms: body.expires_at_ms }))
+                let live = self.live(&self.key(&key)?, true)?;
+                Routed::Now(Response::Touched(Written { version: live.record.version, expires_at_ms: live.expires_at }))
             }
             Request::SetExpiry(SetExpiry { key, expiry }) => {
                 Routed::Write(Op::SetExpiry { key: parse_key(&key)?, expiry })
@@ -258,30 +224,23 @@ impl Service {
         StatsOk { counters: self.stats.snapshot(), histograms: self.stats.histograms() }
     }
 
-    /// A live session as GET returns it; with `touch`, the read counts as
-    /// activity. The index decides liveness first, so unknown and expired
-    /// keys never reach the cache or the database.
-    fn read(&self, key: &SessionKey, touch: bool) -> Result<SessionBody, Reject> {
+    /// A live session, with its expiry and last activity as the TTL index
+    /// has them; with `touch`, after recording the read as activity. The
+    /// index decides liveness first, so unknown and expired keys never reach
+    /// the cache or the database.
+    fn live(&self, key: &SessionKey, touch: bool) -> Result<Live, Reject> {
         let now = self.clock.now_ms();
         let entry = self.ttl.live(key, now).ok_or_else(not_found)?;
         let record = self.committed(key)?.ok_or_else(not_found)?;
-        // The index is the authority on expiry and last activity; the record
-        // holds what was last persisted.
-        let (expires_at, last_active) = if touch {
-            let t = self.ttl.touch(key, now, record.policy_expiry(now, self.rules)).ok_or_else(not_found)?;
-            if t.persist {
-                // Best effort: if the queue is full, a later touch asks again.
-                let _ = self.writer.submit(Job { op: Op::PersistTouch { key: *key }, reply: ReplyTo::Nobody });
-            }
-            (t.expires_at, t.last_active)
-        } else {
-            (entry.expires_at, entry.last_active)
-        };
-        let mut body = record.to_body(now);
-        body.expires_at_ms = expires_at;
-        body.last_active_ms = last_active;
-        body.ttl_ms = expires_at.saturating_sub(now);
-        Ok(body)
+        if !touch {
+            return Ok(Live { record, expires_at: entry.expires_at, last_active: entry.last_active, now });
+        }
+        let t = self.ttl.touch(key, now, record.policy_expiry(now, self.rules)).ok_or_else(not_found)?;
+        if t.persist {
+            // Best effort: if the queue is full, a later touch asks again.
+            let _ = self.writer.submit(Job { op: Op::PersistTouch { key: *key }, reply: ReplyTo::Nobody });
+        }
+        Ok(Live { record, expires_at: t.expires_at, last_active: t.last_active, now })
     }
 
     /// The committed record of `key`, live or not: cache first, then redb.
@@ -399,6 +358,14 @@ impl Service {
         }
         Ok(Op::Patch { key, set, remove, expected_version })
     }
+}
+
+/// A live session as a read found it.
+struct Live {
+    record: Arc<Record>,
+    expires_at: u64,
+    last_active: u64,
+    now: u64,
 }
 
 enum Routed {

@@ -148,10 +148,6 @@ impl Tokens {
         self.ring.write().rotate(now_ms, keep)
     }
 
-    pub fn active_kid(&self) -> u32 {
-        self.ring.read().active().kid
-    }
-
     /// Whether `host` is one of the configured sites.
     pub fn is_site(&self, host: &str) -> bool {
         self.config.read().sites.iter().any(|s| s == host)
