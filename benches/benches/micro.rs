@@ -84,7 +84,7 @@ fn cache(c: &mut Criterion) {
         .collect();
     let record = Arc::new(Record::new(0, Expiry::Default, sample_fields(10, 100), rules));
     for k in &keys {
-        cache.publish(*k, Some(record.clone()));
+        cache.publish(*k, Some(record.clone()), 0);
     }
     let mut i = 0;
     g.bench_function("get hit (100k entries)", |b| {
@@ -96,7 +96,7 @@ fn cache(c: &mut Criterion) {
     g.bench_function("publish (replace)", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            cache.publish(keys[i], Some(record.clone()));
+            cache.publish(keys[i], Some(record.clone()), 0);
         })
     });
     g.finish();

@@ -8,7 +8,10 @@
 //!   before its read transaction and its fill is dropped if the epoch moved.
 //!   Without this, a reader holding a pre-delete snapshot could put a
 //!   deleted session back into the cache.
-//! - Every entry is clean (identical to redb), so eviction never loses data.
+//! - An entry the writer published is pinned until the redb transaction
+//!   holding it commits ([`Cache::applied`]): until then redb has an older
+//!   state, so evicting it would let a reader fill that back in. Every
+//!   other entry is clean (identical to redb), so eviction never loses data.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -48,6 +51,9 @@ struct Entry {
     record: Arc<Record>,
     /// Set on every hit, cleared by an eviction pass (CLOCK-style second chance).
     referenced: bool,
+    /// The writer's transaction generation this entry came from; 0 for a
+    /// reader's fill. Not evicted while above `applied`.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +67,8 @@ struct Shard {
 pub struct Cache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: usize,
+    /// The last writer generation committed to redb.
+    applied: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -74,6 +82,7 @@ impl Cache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             shard_budget: budget_bytes / SHARDS,
+            applied: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -107,13 +116,14 @@ impl Cache {
             return;
         }
         shard.bytes += record.memory_bytes();
-        shard.map.insert(key, Entry { record, referenced: false });
+        shard.map.insert(key, Entry { record, referenced: false, generation: 0 });
         self.evict_over_budget(&mut shard);
     }
 
     /// Publishes the committed state of `key`: the new record, or `None` if
-    /// it was deleted. Called by the writer only, after the commit.
-    pub fn publish(&self, key: SessionKey, record: Option<Arc<Record>>) {
+    /// it was deleted. Called by the writer only, after logging it in
+    /// transaction `generation`.
+    pub fn publish(&self, key: SessionKey, record: Option<Arc<Record>>, generation: u64) {
         let mut shard = self.shard(&key).lock();
         shard.epoch += 1;
         if let Some(old) = shard.map.remove(&key) {
@@ -121,9 +131,15 @@ impl Cache {
         }
         if let Some(record) = record {
             shard.bytes += record.memory_bytes();
-            shard.map.insert(key, Entry { record, referenced: true });
+            shard.map.insert(key, Entry { record, referenced: true, generation });
             self.evict_over_budget(&mut shard);
         }
+    }
+
+    /// The writer's transaction `generation` (and every earlier one) is in
+    /// redb: its entries may be evicted now.
+    pub fn applied(&self, generation: u64) {
+        self.applied.fetch_max(generation, Ordering::Release);
     }
 
     fn evict_over_budget(&self, shard: &mut Shard) {
@@ -133,13 +149,14 @@ impl Cache {
         // Evict down to 7/8 of the budget so passes are amortised; entries
         // hit since the last pass get a second chance.
         let target = self.shard_budget / 8 * 7;
+        let applied = self.applied.load(Ordering::Acquire);
         for _pass in 0..2 {
             let mut bytes = shard.bytes;
             shard.map.retain(|_, entry| {
                 if bytes <= target {
                     return true;
                 }
-                if std::mem::take(&mut entry.referenced) {
+                if entry.generation > applied || std::mem::take(&mut entry.referenced) {
                     return true;
                 }
                 bytes -= entry.record.memory_bytes();
@@ -184,7 +201,7 @@ mod tests {
         let cache = Cache::new(1 << 20);
         let Err(ticket) = cache.get(&key(1)) else { panic!("empty cache hit") };
         // The writer deletes the session after the reader's snapshot...
-        cache.publish(key(1), None);
+        cache.publish(key(1), None, 0);
         // ...so the reader's stale copy must not enter the cache.
         cache.fill(key(1), record(10), ticket);
         assert!(cache.get(&key(1)).is_err());
@@ -201,10 +218,10 @@ mod tests {
     #[test]
     fn publish_replaces_and_removes() {
         let cache = Cache::new(1 << 20);
-        cache.publish(key(3), Some(record(1)));
-        cache.publish(key(3), Some(record(2)));
+        cache.publish(key(3), Some(record(1)), 0);
+        cache.publish(key(3), Some(record(2)), 0);
         assert_eq!(cache.get(&key(3)).unwrap().data_bytes(), 3);
-        cache.publish(key(3), None);
+        cache.publish(key(3), None, 0);
         assert!(cache.get(&key(3)).is_err());
         assert_eq!(cache.memory_bytes(), 0);
     }
@@ -217,7 +234,7 @@ mod tests {
             let mut bytes = [0u8; 32];
             bytes[..4].copy_from_slice(&i.to_le_bytes());
             bytes[8] = (i % 251) as u8;
-            cache.publish(SessionKey::from_bytes(bytes), Some(record(100)));
+            cache.publish(SessionKey::from_bytes(bytes), Some(record(100)), 0);
         }
         assert!(cache.memory_bytes() <= budget, "{} > {budget}", cache.memory_bytes());
         assert!(cache.memory_bytes() > budget / 2);

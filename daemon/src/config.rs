@@ -68,11 +68,12 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityMode {
-    /// Acknowledge a write only after its commit is on disk (fsync).
+    /// Acknowledge a write only after it is on disk: its write-ahead log
+    /// frame synced with fdatasync.
     Strict,
-    /// Acknowledge after a non-durable commit; commit durably at least every
-    /// `flush_interval_ms`. A crash loses at most that window, and never
-    /// corrupts the database.
+    /// Acknowledge once the log frame is written (to the page cache); sync
+    /// the log at least every `flush_interval_ms`. A process crash loses
+    /// nothing; a power loss at most that window. Neither corrupts.
     Relaxed,
 }
 
@@ -81,11 +82,16 @@ pub enum DurabilityMode {
 pub struct DurabilityConfig {
     pub mode: DurabilityMode,
     pub flush_interval_ms: u64,
+    /// Checkpoint (make redb durable and start the log over) once the log
+    /// holds this many MiB: bounds the log file and replay at start.
+    pub checkpoint_mb: u64,
+    /// ...or once the log's first frame is this old.
+    pub checkpoint_secs: u64,
 }
 
 impl Default for DurabilityConfig {
     fn default() -> Self {
-        Self { mode: DurabilityMode::Strict, flush_interval_ms: 1000 }
+        Self { mode: DurabilityMode::Strict, flush_interval_ms: 1000, checkpoint_mb: 64, checkpoint_secs: 30 }
     }
 }
 
@@ -327,6 +333,11 @@ impl Config {
         }
         if self.durability.mode == DurabilityMode::Relaxed && self.durability.flush_interval_ms == 0 {
             return Err(ConfigError::Invalid("durability.flush_interval_ms must be positive".into()));
+        }
+        if !(1..=4096).contains(&self.durability.checkpoint_mb) || self.durability.checkpoint_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "durability.checkpoint_mb must be 1 to 4096 and durability.checkpoint_secs positive".into(),
+            ));
         }
         Ok(())
     }

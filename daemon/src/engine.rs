@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::geoip::GeoIp;
+use crate::reply::ReplyTo;
 use crate::server::StartError;
 use crate::service::Service;
 use crate::stats::Stats;
@@ -17,7 +18,7 @@ use crate::store::Store;
 use crate::sweeper::{SweepConfig, Sweeper};
 use crate::tokens::{Keyring, Tokens};
 use crate::ttl::TtlIndex;
-use crate::writer::{Published, Writer, WriterConfig};
+use crate::writer::{Job, Op, Published, Writer, WriterConfig};
 
 #[derive(Debug)]
 pub struct Engine {
@@ -89,6 +90,15 @@ impl Engine {
         Ok(Self { service, store, ttl, stats, tokens, sweeper, writer })
     }
 
+    /// Makes every acknowledged write durable in redb itself, as a clean
+    /// stop would, and waits for it. False if the writer has failed.
+    pub fn checkpoint(&self) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = Job { op: Op::Checkpoint, reply: ReplyTo::Channel(tx) };
+        self.writer.queue().submit_wait(job).is_ok()
+            && matches!(rx.recv_timeout(Duration::from_secs(60)), Ok(sessiond_protocol::Response::Pong(_)))
+    }
+
     /// Stops the sweeper, then the writer, which commits what is queued and
     /// makes its last commit durable.
     pub fn shutdown(self) {
@@ -101,6 +111,8 @@ fn writer_config(config: &Config) -> WriterConfig {
     let limits = &config.limits;
     WriterConfig {
         flush_interval: config.flush_interval(),
+        checkpoint_bytes: config.durability.checkpoint_mb << 20,
+        checkpoint_age: Duration::from_secs(config.durability.checkpoint_secs),
         max_batch: limits.max_batch,
         queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
         max_session_bytes: limits.max_session_bytes as usize,

@@ -20,6 +20,7 @@ pub mod store;
 pub mod sweeper;
 pub mod tokens;
 pub mod ttl;
+pub mod wal;
 pub mod writer;
 
 mod server;

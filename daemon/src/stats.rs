@@ -17,6 +17,7 @@ macro_rules! counters {
             latency: [Histogram; 64],
             pub commit_batch: Histogram,
             pub commit_us: Histogram,
+            pub db_commit_us: Histogram,
         }
 
         impl Stats {
@@ -28,6 +29,7 @@ macro_rules! counters {
                     latency: [const { Histogram::new(&LATENCY_BOUNDS_US) }; 64],
                     commit_batch: Histogram::new(&BATCH_BOUNDS),
                     commit_us: Histogram::new(&LATENCY_BOUNDS_US),
+                    db_commit_us: Histogram::new(&LATENCY_BOUNDS_US),
                 }
             }
 
@@ -63,6 +65,7 @@ macro_rules! counters {
                     .collect();
                 out.push(self.commit_batch.snapshot("commit_batch_size", ""));
                 out.push(self.commit_us.snapshot("commit_duration_us", ""));
+                out.push(self.db_commit_us.snapshot("db_commit_duration_us", ""));
                 out
             }
         }
@@ -126,10 +129,13 @@ counters! {
     limit_idle_closed: "Connections closed after idle_timeout_secs of silence.",
     limit_frame_timeout_closed: "Connections closed for a frame not completed within frame_timeout_secs.",
     frames_rejected: "Frames rejected as corrupt, oversized or undecodable.",
-    commits: "Write transactions committed.",
+    commits: "Write batches committed: applied, logged, and in strict mode synced.",
     committed_ops: "Mutations acknowledged after a commit.",
-    durable_commits: "Commits made with fsync.",
-    commit_failures: "Commits that failed (the daemon then fails closed).",
+    log_frames: "Frames appended to the write-ahead log (one per batch that changed anything).",
+    log_syncs: "fdatasync calls on the write-ahead log.",
+    db_commits: "redb transactions committed (each holds many batches).",
+    checkpoints: "Durable redb commits, after which the log starts over.",
+    commit_failures: "Log writes or commits that failed (the daemon then fails closed).",
     writer_queue_full: "Mutations refused with BUSY because the writer queue was full.",
     sessions: "Stored sessions: live, or expired and not yet swept.",
     expired_swept: "Expired sessions removed by the sweeper.",

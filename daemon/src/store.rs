@@ -1,16 +1,24 @@
-//! redb: the tables, opening and repair, and the read path.
+//! redb: the tables, opening, repair and log replay, and the read path.
 //!
-//! Writes go only through the writer thread (`writer.rs`); this module
-//! opens the database and serves reads from read transactions, which see
-//! committed data only.
+//! Writes go only through the writer thread (`writer/`), into [`Tables`],
+//! which records every row it puts or removes for the write-ahead log
+//! (`wal.rs`). This module opens the database, replays the log into it, and
+//! serves reads from read transactions, which see committed data only.
 
-use std::path::Path;
+use std::borrow::Borrow;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use parking_lot::{Mutex, MutexGuard};
+use redb::{
+    Database, Durability, Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, Value,
+    WriteTransaction,
+};
 use sessiond_protocol::SessionKey;
 
 use crate::record::{CorruptRecord, Record};
 use crate::ttl::TtlIndex;
+use crate::wal::{self, Redo, Wal};
 
 pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> = TableDefinition::new("sessions");
 /// (expires_at_ms, session key) -> last_active_ms, for every stored
@@ -32,6 +40,8 @@ pub const DENIED: TableDefinition<'static, [u8; 16], u64> = TableDefinition::new
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
+/// `meta` key: the sequence number of the last log frame the database holds.
+pub const LOG_SEQ: &str = "log_seq";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +52,12 @@ pub enum StoreError {
     NewerSchema { found: u64 },
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
+    #[error("write-ahead log: {0}")]
+    Log(#[from] std::io::Error),
+    #[error("write-ahead log: {0}")]
+    LogGap(#[from] wal::Gap),
+    #[error("write-ahead log: {0}")]
+    LogMalformed(#[from] wal::Malformed),
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
 }
@@ -66,30 +82,37 @@ fn builder() -> redb::Builder {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// Written by the writer thread only; the lock is never contended.
+    wal: Mutex<Wal>,
+}
+
+/// The log beside the database at `db`: same name, extension `log`.
+pub fn log_path(db: &Path) -> PathBuf {
+    db.with_extension("log")
 }
 
 impl Store {
     /// Opens (creating if needed) and, after a crash, repairs the database,
-    /// then checks the schema version. Returns the store and the number of
-    /// stored sessions.
+    /// checks the schema version, and replays the write-ahead log beside
+    /// it. Returns the store and the number of stored sessions.
     pub fn open(path: &Path) -> Result<(Self, u64), StoreError> {
         let db = builder().create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => StoreError::Redb(other.into()),
         })?;
-        Self::init(db)
+        Self::init(db, Wal::open(&log_path(path))?)
     }
 
-    /// Opens a database on any redb storage backend: tests use this to
-    /// inject I/O failures.
-    pub fn open_backend(backend: impl redb::StorageBackend) -> Result<(Self, u64), StoreError> {
+    /// Opens a database on any redb storage backend, with the log in `log`:
+    /// tests use this to inject I/O failures.
+    pub fn open_backend(backend: impl redb::StorageBackend, log: std::fs::File) -> Result<(Self, u64), StoreError> {
         let db = builder().create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
-        Self::init(db)
+        Self::init(db, Wal::from_file(log)?)
     }
 
-    fn init(db: Database) -> Result<(Self, u64), StoreError> {
+    fn init(db: Database, (mut wal, frames): (Wal, Vec<wal::Frame>)) -> Result<(Self, u64), StoreError> {
         let txn = db.begin_write()?;
-        let stored = {
+        {
             let mut meta = txn.open_table(META)?;
             let found = meta.get("schema_version")?.map(|v| v.value());
             match found {
@@ -106,14 +129,51 @@ impl Store {
             txn.open_table(CONSUMED)?;
             txn.open_table(USER_EPOCH)?;
             txn.open_table(DENIED)?;
-            txn.open_table(SESSIONS)?.len()?
-        };
+            txn.open_table(SESSIONS)?;
+        }
         txn.commit()?;
-        Ok((Self { db }, stored))
+        let next_seq = Self::replay(&db, frames)?;
+        // Everything the log held is durable in the database now, and any
+        // frames beyond the replayed ones were never acknowledged: empty
+        // the file so no later pass can run into them.
+        wal.truncate()?;
+        wal.restart(next_seq);
+        let stored = db.begin_read()?.open_table(SESSIONS)?.len()?;
+        Ok((Self { db, wal: Mutex::new(wal) }, stored))
+    }
+
+    /// Applies the log frames the database does not hold yet, in one
+    /// durable transaction; returns the next frame's sequence number.
+    fn replay(db: &Database, frames: Vec<wal::Frame>) -> Result<u64, StoreError> {
+        let applied = db.begin_read()?.open_table(META)?.get(LOG_SEQ)?.map_or(0, |v| v.value());
+        let frames = wal::replayable(frames, applied)?;
+        let Some(last) = frames.last().map(|f| f.seq) else { return Ok(applied + 1) };
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.set_two_phase_commit(true);
+        let mut rows = 0usize;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for frame in &frames {
+                for entry in wal::entries(&frame.payload)? {
+                    tables.replay(&entry)?;
+                    rows += 1;
+                }
+            }
+            txn.open_table(META)?.insert(LOG_SEQ, last)?;
+        }
+        txn.commit()?;
+        tracing::info!(frames = frames.len(), rows, last, "write-ahead log replayed");
+        Ok(last + 1)
     }
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// The write-ahead log: for the writer thread.
+    pub fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock()
     }
 
     /// Fills `index` from the expiry table; returns the number of entries.
@@ -185,6 +245,147 @@ impl Store {
         match table.get(key.as_bytes())? {
             Some(bytes) => Ok(Some(Record::decode(bytes.value())?)),
             None => Ok(None),
+        }
+    }
+}
+
+/// A table that records every row it puts or removes in a [`Redo`], so the
+/// writer can log exactly what it changed. Reads go through `Deref`; writes
+/// only through these methods, so none escapes the log.
+pub(crate) struct Logged<'t, K: Key + 'static, V: Value + 'static> {
+    table: Table<'t, K, V>,
+    id: u8,
+    redo: Redo,
+    changed: bool,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
+    fn open(txn: &'t WriteTransaction, def: TableDefinition<'_, K, V>, id: u8) -> Result<Self, StoreError> {
+        Ok(Self { table: txn.open_table(def)?, id, redo: Redo::default(), changed: false })
+    }
+
+    /// Puts a row; true if it replaced one.
+    pub fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<bool, StoreError> {
+        let (key, value) = (key.borrow(), value.borrow());
+        self.redo.put(self.id, K::as_bytes(key).as_ref(), Some(V::as_bytes(value).as_ref()));
+        self.changed = true;
+        Ok(self.table.insert(key, value)?.is_some())
+    }
+
+    /// Removes a row; true if there was one.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, StoreError> {
+        let key = key.borrow();
+        let removed = self.table.remove(key)?.is_some();
+        if removed {
+            self.redo.put(self.id, K::as_bytes(key).as_ref(), None);
+            self.changed = true;
+        }
+        Ok(removed)
+    }
+
+    /// Applies a logged row change without logging it again.
+    fn replay(&mut self, entry: &wal::Entry<'_>) -> Result<(), StoreError> {
+        // redb's fixed-width decoders assume the width; check it first.
+        let fits = |width: Option<usize>, bytes: &[u8]| width.is_none_or(|w| w == bytes.len());
+        if !fits(K::fixed_width(), entry.key) || entry.value.is_some_and(|v| !fits(V::fixed_width(), v)) {
+            return Err(wal::Malformed(0).into());
+        }
+        let key = K::from_bytes(entry.key);
+        match entry.value {
+            Some(value) => {
+                self.table.insert(&key, V::from_bytes(value))?;
+            }
+            None => {
+                self.table.remove(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Deref for Logged<'t, K, V> {
+    type Target = Table<'t, K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+/// The tables the writer changes, opened in one write transaction.
+pub(crate) struct Tables<'t> {
+    pub sessions: Logged<'t, [u8; 32], &'static [u8]>,
+    pub expiry: Logged<'t, (u64, [u8; 32]), u64>,
+    pub by_user: Logged<'t, (&'static str, [u8; 32]), ()>,
+    pub handles: Logged<'t, [u8; 12], [u8; 32]>,
+    pub aliases: Logged<'t, [u8; 32], [u8; 32]>,
+    pub consumed: Logged<'t, (u64, [u8; 24]), ()>,
+    pub user_epoch: Logged<'t, &'static str, u32>,
+    pub denied: Logged<'t, [u8; 16], u64>,
+}
+
+/// Table ids in log entries: part of the log format, never renumbered.
+mod table_id {
+    pub const SESSIONS: u8 = 1;
+    pub const EXPIRY: u8 = 2;
+    pub const BY_USER: u8 = 3;
+    pub const HANDLES: u8 = 4;
+    pub const ALIASES: u8 = 5;
+    pub const CONSUMED: u8 = 6;
+    pub const USER_EPOCH: u8 = 7;
+    pub const DENIED: u8 = 8;
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            sessions: Logged::open(txn, SESSIONS, table_id::SESSIONS)?,
+            expiry: Logged::open(txn, EXPIRY, table_id::EXPIRY)?,
+            by_user: Logged::open(txn, BY_USER, table_id::BY_USER)?,
+            handles: Logged::open(txn, HANDLES, table_id::HANDLES)?,
+            aliases: Logged::open(txn, ALIASES, table_id::ALIASES)?,
+            consumed: Logged::open(txn, CONSUMED, table_id::CONSUMED)?,
+            user_epoch: Logged::open(txn, USER_EPOCH, table_id::USER_EPOCH)?,
+            denied: Logged::open(txn, DENIED, table_id::DENIED)?,
+        })
+    }
+
+    /// True if a table that readers query in redb itself changed: the owner
+    /// index (LIST_USER) and the sealed-cookie revocations. A batch that
+    /// changed one must reach redb before it is acknowledged; session rows
+    /// need not, since readers find them in the cache until they do.
+    pub fn changed_for_readers(&self) -> bool {
+        self.by_user.changed || self.user_epoch.changed || self.denied.changed
+    }
+
+    /// Everything written through these tables, for one log frame.
+    pub fn take_redo(&mut self) -> Redo {
+        let mut redo = Redo::default();
+        redo.append(&mut self.sessions.redo);
+        redo.append(&mut self.expiry.redo);
+        redo.append(&mut self.by_user.redo);
+        redo.append(&mut self.handles.redo);
+        redo.append(&mut self.aliases.redo);
+        redo.append(&mut self.consumed.redo);
+        redo.append(&mut self.user_epoch.redo);
+        redo.append(&mut self.denied.redo);
+        redo
+    }
+
+    fn replay(&mut self, entry: &wal::Entry<'_>) -> Result<(), StoreError> {
+        match entry.table {
+            table_id::SESSIONS => self.sessions.replay(entry),
+            table_id::EXPIRY => self.expiry.replay(entry),
+            table_id::BY_USER => self.by_user.replay(entry),
+            table_id::HANDLES => self.handles.replay(entry),
+            table_id::ALIASES => self.aliases.replay(entry),
+            table_id::CONSUMED => self.consumed.replay(entry),
+            table_id::USER_EPOCH => self.user_epoch.replay(entry),
+            table_id::DENIED => self.denied.replay(entry),
+            _ => Err(wal::Malformed(0).into()),
         }
     }
 }

@@ -26,7 +26,7 @@ pub struct Kit {
     pub ttl: Arc<TtlIndex>,
     pub store: Arc<Store>,
     pub fatal: mpsc::Receiver<String>,
-    engine: Option<Engine>,
+    pub engine: Option<Engine>,
     dir: tempfile::TempDir,
     config: Config,
 }
@@ -82,6 +82,12 @@ impl Kit {
         // so a test that moves the clock later is not raced by it.
         assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(_)));
         kit
+    }
+
+    /// Makes redb hold every acknowledged write: before a test reads the
+    /// database itself rather than asking the service.
+    pub fn checkpoint(&self) {
+        assert!(self.engine.as_ref().expect("running").checkpoint(), "checkpoint failed");
     }
 
     pub fn call(&self, request: Request) -> Response {

@@ -163,6 +163,7 @@ fn set_expiry_replaces_the_policy_and_may_shorten_it() {
 
 fn stored_expiry(kit: &Kit, key: &str) -> u64 {
     let key = sessiond_protocol::SessionKey::parse(key).unwrap();
+    kit.checkpoint();
     kit.store.get(&key).unwrap().unwrap().expires_at_ms
 }
 
@@ -211,6 +212,7 @@ fn expired_sessions_are_never_served_after_a_restart_and_are_swept() {
     // The start-up round removed it without being asked.
     let Response::Stats(stats) = kit.call(Request::Stats(sessiond_protocol::Empty {})) else { panic!() };
     assert_eq!(stats.counters.iter().find(|c| c.name == "expired_swept").unwrap().value, 1);
+    kit.checkpoint();
     assert_eq!(kit.store.scan().unwrap().len(), 1);
     assert!(matches!(kit.get(&long, false), Response::Session(_)));
 }
@@ -227,6 +229,7 @@ fn a_sweep_removes_every_expired_session_in_batches_with_its_expiry_row() {
     // Nothing expired is served even before the sweep.
     let swept = kit.call(Request::Sweep(sessiond_protocol::Empty {}));
     assert!(matches!(&swept, Response::Swept(s) if s.removed == 2_500), "{swept:?}");
+    kit.checkpoint();
     assert_eq!(kit.store.scan().unwrap().len(), 10);
     let rebuilt = crate::ttl::TtlIndex::new(60_000);
     assert_eq!(kit.store.load_index(&rebuilt).unwrap(), 10, "expiry rows follow the sessions");
@@ -253,6 +256,7 @@ fn sweeps_and_deletes_keep_the_owner_and_handle_tables_exact() {
     kit.key_op(Request::Delete, &deleted);
     kit.clock.set(T0 + 11_000);
     assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(s) if s.removed == 3));
+    kit.checkpoint();
     let owned = kit.store.user_sessions("u").unwrap();
     assert_eq!(owned, vec![sessiond_protocol::SessionKey::parse(&kept).unwrap()], "only the live one is indexed");
     for handle in handles {
@@ -292,22 +296,29 @@ impl redb::StorageBackend for Flaky {
     }
 }
 
+fn log_file() -> std::fs::File {
+    tempfile::tempfile().unwrap()
+}
+
 #[test]
 fn after_a_failed_commit_no_write_is_ever_acknowledged() {
     let fail = Arc::new(AtomicBool::new(false));
     let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
-    let (store, _) = Store::open_backend(backend).unwrap();
+    let (store, _) = Store::open_backend(backend, log_file()).unwrap();
     let kit = Kit::with_store(store, &Config::default());
     let key = kit.create(&[("a", "1")], Expiry::Default);
 
     fail.store(true, Ordering::SeqCst);
-    let unavailable = Some(ErrorCode::Unavailable as u16);
-    assert_eq!(code(&kit.patch(&key, "a", "2")), unavailable);
+    // Acknowledged from the log, which still works...
+    assert!(matches!(kit.patch(&key, "a", "2"), Response::Patched(_)));
+    // ...but redb cannot take it.
+    assert!(!kit.engine.as_ref().unwrap().checkpoint(), "the checkpoint fails");
     assert!(kit.fatal.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "the daemon is told to stop");
 
     // Even once the disk recovers, the writer stays closed: the state of
     // the failed commit is unknown, so only a restart may write again.
     fail.store(false, Ordering::SeqCst);
+    let unavailable = Some(ErrorCode::Unavailable as u16);
     assert_eq!(code(&kit.patch(&key, "a", "3")), unavailable);
     assert_eq!(
         code(&kit.call(Request::Create(sessiond_protocol::Create {
@@ -318,5 +329,20 @@ fn after_a_failed_commit_no_write_is_ever_acknowledged() {
         unavailable
     );
     // The acknowledged state is still what readers see.
-    assert_eq!(session(kit.get(&key, false)).fields[0].value, b"1");
+    assert_eq!(session(kit.get(&key, false)).fields[0].value, b"2");
+}
+
+#[test]
+fn after_a_failed_log_write_no_write_is_ever_acknowledged() {
+    let full = std::fs::File::options().read(true).write(true).open("/dev/full").unwrap();
+    let (store, _) = Store::open_backend(redb::backends::InMemoryBackend::new(), full).unwrap();
+    let kit = Kit::with_store(store, &Config::default());
+    let create = || {
+        Request::Create(sessiond_protocol::Create { fields: vec![], expiry: Expiry::Default, meta: Default::default() })
+    };
+    let unavailable = Some(ErrorCode::Unavailable as u16);
+    assert_eq!(code(&kit.call(create())), unavailable, "a write the log could not take is refused");
+    assert!(kit.fatal.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "the daemon is told to stop");
+    assert_eq!(code(&kit.call(create())), unavailable);
+    assert_eq!(kit.store.scan().unwrap().len(), 0, "nothing of it reached redb");
 }

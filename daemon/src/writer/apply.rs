@@ -110,6 +110,8 @@ impl Applier<'_> {
                 slot.dirty = true;
                 Ok(Response::MetaSet(written(record)))
             }
+            // The writer commits after the batch; nothing to do in it.
+            Op::Checkpoint => Ok(Response::Pong(sessiond_protocol::Empty {})),
             Op::PersistTouch { key } => {
                 // Loading merged the index's expiry into the record: writing
                 // it back is all there is to do.

@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use redb::{ReadableTable, Table};
+use redb::ReadableTable;
 use sessiond_protocol::{ErrorCode, HANDLE_BYTES, Response, SessionKey};
 
 use crate::record::Record;
-use crate::store::StoreError;
+use crate::store::{StoreError, Tables};
 use crate::ttl::TtlIndex;
+use crate::wal::Redo;
 
 /// What a slot's row held when the batch loaded it: the index entries to
 /// remove if they change.
@@ -42,23 +43,16 @@ impl Slot {
     }
 }
 
-pub(super) struct Tables<'t> {
-    pub sessions: Table<'t, [u8; 32], &'static [u8]>,
-    pub expiry: Table<'t, (u64, [u8; 32]), u64>,
-    pub by_user: Table<'t, (&'static str, [u8; 32]), ()>,
-    pub handles: Table<'t, [u8; HANDLE_BYTES], [u8; 32]>,
-    pub aliases: Table<'t, [u8; 32], [u8; 32]>,
-    pub consumed: Table<'t, (u64, [u8; 24]), ()>,
-    pub user_epoch: Table<'t, &'static str, u32>,
-    pub denied: Table<'t, [u8; 16], u64>,
-}
-
 /// What a committed batch changed, for publishing to the in-memory indexes.
 pub(super) struct Changes {
     pub slots: HashMap<SessionKey, Slot>,
     pub refile: Vec<SessionKey>,
     /// alias -> the session it now names, or `None` if it names nothing.
     pub aliases: HashMap<SessionKey, Option<SessionKey>>,
+    /// Every row put or removed, for the log.
+    pub redo: Redo,
+    /// A table readers query in redb changed: see [`Tables::changed_for_readers`].
+    pub for_readers: bool,
 }
 
 pub(super) struct Batch<'t> {
@@ -119,7 +113,7 @@ impl<'t> Batch<'t> {
 
     /// Records a transfer token as redeemed; false if it already was.
     pub fn consume(&mut self, exp_ms: u64, nonce: [u8; 24]) -> Result<bool, StoreError> {
-        Ok(self.tables.consumed.insert((exp_ms, nonce), ())?.is_none())
+        Ok(!self.tables.consumed.insert((exp_ms, nonce), ())?)
     }
 
     /// Revokes every sealed cookie of `user` made so far.
@@ -349,6 +343,8 @@ impl<'t> Batch<'t> {
                 None => {}
             }
         }
-        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases })
+        let for_readers = self.tables.changed_for_readers();
+        let redo = self.tables.take_redo();
+        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases, redo, for_readers })
     }
 }

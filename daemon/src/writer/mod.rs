@@ -1,15 +1,28 @@
 //! The writer thread: the single point that orders mutations.
 //!
-//! It drains every queued mutation into one redb write transaction (group
-//! commit), validates each against the latest state (existence, expiry,
-//! compare-and-set version, limits), commits, then publishes the new
-//! records to the cache, and only then answers. So:
-//! - in strict mode nothing is acknowledged before a durable commit;
+//! It drains every queued mutation into one batch (group commit), validates
+//! each against the latest state (existence, expiry, compare-and-set
+//! version, limits), writes the changed rows into the open redb write
+//! transaction, appends them to the write-ahead log as one frame (synced in
+//! strict mode), then publishes the new records to the cache and the TTL
+//! index, and only then answers. So:
+//! - in strict mode nothing is acknowledged before it is durable in the log;
 //! - no reader ever sees a state that a crash could take back (in strict
 //!   mode), nor a session after its delete or cycle was acknowledged;
 //! - repeated writes to one session within a batch cost one insert;
 //! - the `expiry`, `by_user` and `handles` tables, and the TTL index, follow
 //!   every session row.
+//!
+//! The open transaction spans many batches and is committed to redb rarely:
+//! without fsync every [`APPLY_INTERVAL`], and durably (a checkpoint, after
+//! which the log starts over) when the log reaches `checkpoint_bytes` or its
+//! first frame `checkpoint_age`, and at shutdown. Until a batch reaches redb, readers must not need redb
+//! for it:
+//! - session rows: the cache pins what the writer publishes until the
+//!   transaction holding it commits (see `cache.rs`);
+//! - the owner index and sealed-cookie revocations, which readers query in
+//!   redb: a batch that changes them commits the open transaction before it
+//!   is acknowledged.
 //!
 //! `batch.rs` holds a batch's view of the sessions it touches; `apply.rs`
 //! what each operation does to it.
@@ -19,8 +32,10 @@
 //! the stored and the indexed expiry, so a write never undoes a touch, and
 //! persisting a touch is just writing the loaded record back.
 //!
-//! If a commit fails, every mutation of the batch, and every later one, is
-//! answered UNAVAILABLE and the daemon is told to stop: it fails closed.
+//! If a log write or a commit fails, every mutation of the batch, and every
+//! later one, is answered UNAVAILABLE and the daemon is told to stop: it
+//! fails closed. The log holds every acknowledged write, so the next start
+//! replays them.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -30,11 +45,11 @@ use std::time::{Duration, Instant};
 mod apply;
 mod batch;
 
-use redb::Durability;
+use redb::{Durability, WriteTransaction};
 use sessiond_protocol::{ErrorCode, Expiry, Field, Response, SessionHandle, SessionKey};
 
 use self::apply::Applier;
-use self::batch::{Batch, Changes, Tables};
+use self::batch::{Batch, Changes};
 use crate::aliases::AliasIndex;
 use crate::cache::Cache;
 use crate::clock::Clock;
@@ -42,8 +57,13 @@ use crate::config::LimitPolicy;
 use crate::record::ExpiryRules;
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
-use crate::store::{ALIASES, BY_USER, CONSUMED, DENIED, EXPIRY, HANDLES, SESSIONS, Store, StoreError, USER_EPOCH};
+use crate::store::{LOG_SEQ, META, Store, StoreError, Tables};
 use crate::ttl::TtlIndex;
+
+/// How long batches gather in the open transaction before it is committed
+/// to redb without fsync. Bounds the memory the cache pins for them; each
+/// such commit copies the B-tree pages written since the last.
+pub const APPLY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A mutation, already validated for syntax and static limits by the service.
 #[derive(Debug)]
@@ -116,6 +136,9 @@ pub enum Op {
     Sweep {
         keys: Vec<SessionKey>,
     },
+    /// Make everything so far durable in redb and start the log over: for
+    /// tools and tests that read the database file itself.
+    Checkpoint,
 }
 
 /// Owner and origin of a new session, already validated (IP canonical, user
@@ -137,6 +160,10 @@ pub struct Job {
 pub struct WriterConfig {
     /// `None`: strict. `Some(i)`: relaxed, durable at least every `i`.
     pub flush_interval: Option<Duration>,
+    /// Checkpoint when the log holds this many bytes...
+    pub checkpoint_bytes: u64,
+    /// ...or its first frame is this old.
+    pub checkpoint_age: Duration,
     pub max_batch: usize,
     pub queue_capacity: usize,
     pub max_session_bytes: usize,
@@ -217,8 +244,20 @@ impl Writer {
         on_fatal: Box<dyn Fn(String) + Send>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity);
-        let state =
-            WriterThread { store, out, stats, clock, config, rx, on_fatal, failed: false, volatile_since: None };
+        let state = WriterThread {
+            store,
+            out,
+            stats,
+            clock,
+            config,
+            rx,
+            on_fatal,
+            failed: false,
+            open: None,
+            generation: 1,
+            unsynced_since: None,
+            log_since: None,
+        };
         let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
         Ok(Self { queue: WriterQueue { tx }, thread })
     }
@@ -245,8 +284,16 @@ struct WriterThread {
     rx: Receiver<Msg>,
     on_fatal: Box<dyn Fn(String) + Send>,
     failed: bool,
-    /// Relaxed mode: when the oldest commit not yet made durable happened.
-    volatile_since: Option<Instant>,
+    /// The write transaction batches go into until it is committed, and
+    /// when it began.
+    open: Option<(WriteTransaction, Instant)>,
+    /// Counts the open transactions; the cache pins what is published from
+    /// this one until [`Cache::applied`] is told it committed.
+    generation: u64,
+    /// Relaxed mode: when the oldest log frame not yet synced was appended.
+    unsynced_since: Option<Instant>,
+    /// When the first frame since the log last started over was appended.
+    log_since: Option<Instant>,
 }
 
 impl WriterThread {
@@ -273,52 +320,109 @@ impl WriterThread {
                 break;
             }
         }
-        // Answer anything still queued, then make every commit durable.
+        // Answer anything still queued, then make everything durable in
+        // redb: the log starts the next run empty.
         let rest: Vec<Job> =
             self.rx.try_iter().filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None }).collect();
         if !rest.is_empty() {
             self.commit_batch(rest);
         }
-        if self.volatile_since.is_some() && !self.failed {
-            self.flush_durable();
+        if !self.failed {
+            if let Err(e) = self.commit_open(true) {
+                self.fail(&e);
+            }
         }
     }
 
-    /// Waits for the next message; in relaxed mode, wakes up to make
-    /// volatile commits durable in time.
+    /// Waits for the next message, waking to sync the log, commit the open
+    /// transaction or checkpoint when one is due.
     fn next_msg(&mut self) -> Option<Msg> {
         loop {
-            let deadline = match (self.volatile_since, self.config.flush_interval) {
-                (Some(since), Some(interval)) => since + interval,
-                _ => return self.rx.recv().ok(),
-            };
+            let Some(deadline) = self.next_deadline() else { return self.rx.recv().ok() };
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(msg) => return Some(msg),
-                Err(RecvTimeoutError::Timeout) => self.flush_durable(),
+                Err(RecvTimeoutError::Timeout) => self.maintain(),
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
 
-    fn flush_durable(&mut self) {
-        let result = (|| -> Result<(), StoreError> {
-            let mut txn = self.store.db().begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            txn.set_two_phase_commit(true);
-            txn.commit()?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.volatile_since = None;
-                Stats::add(&self.stats.durable_commits, 1);
-            }
-            Err(e) => self.fail(&e),
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
         }
+        let sync = self.unsynced_since.zip(self.config.flush_interval).map(|(since, interval)| since + interval);
+        let apply = self.open.as_ref().map(|(_, since)| *since + APPLY_INTERVAL);
+        let checkpoint = self.log_since.map(|since| since + self.config.checkpoint_age);
+        [sync, apply, checkpoint].into_iter().flatten().min()
+    }
+
+    /// Does whatever is due: a relaxed-mode log sync, a checkpoint, or a
+    /// commit of the open transaction.
+    fn maintain(&mut self) {
+        if self.failed {
+            return;
+        }
+        let now = Instant::now();
+        let result = (|| -> Result<(), StoreError> {
+            if let (Some(since), Some(interval)) = (self.unsynced_since, self.config.flush_interval) {
+                if now >= since + interval {
+                    self.store.wal().sync()?;
+                    self.unsynced_since = None;
+                    Stats::add(&self.stats.log_syncs, 1);
+                }
+            }
+            let checkpoint = self.store.wal().written() >= self.config.checkpoint_bytes
+                || self.log_since.is_some_and(|since| now >= since + self.config.checkpoint_age);
+            if checkpoint {
+                self.commit_open(true)
+            } else if self.open.as_ref().is_some_and(|(_, since)| now >= *since + APPLY_INTERVAL) {
+                self.commit_open(false)
+            } else {
+                Ok(())
+            }
+        })();
+        if let Err(e) = result {
+            self.fail(&e);
+        }
+    }
+
+    /// Commits the open transaction to redb, recording the last log frame
+    /// it holds. `durable`: a checkpoint, made with fsync (even with nothing
+    /// open, to make earlier commits durable), after which the log starts
+    /// over.
+    fn commit_open(&mut self, durable: bool) -> Result<(), StoreError> {
+        let (mut txn, _) = match self.open.take() {
+            Some(open) => open,
+            None if durable => (self.store.db().begin_write()?, Instant::now()),
+            None => return Ok(()),
+        };
+        let started = Instant::now();
+        let seq = self.store.wal().last_seq();
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+        // The data written is chosen by clients; 2PC keeps a torn commit
+        // from ever validating (see redb's set_two_phase_commit docs).
+        txn.set_two_phase_commit(true);
+        txn.open_table(META)?.insert(LOG_SEQ, seq)?;
+        txn.commit()?;
+        self.out.cache.applied(self.generation);
+        self.generation += 1;
+        Stats::add(&self.stats.db_commits, 1);
+        self.stats.db_commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        if durable {
+            self.store.wal().restart(seq + 1);
+            self.unsynced_since = None;
+            self.log_since = None;
+            Stats::add(&self.stats.checkpoints, 1);
+        }
+        Ok(())
     }
 
     fn fail(&mut self, error: &StoreError) {
         Stats::add(&self.stats.commit_failures, 1);
+        // Whatever the open transaction holds past the failure is unknown:
+        // it is dropped, never committed. The log has every acknowledged write.
+        self.open = None;
         if !self.failed {
             self.failed = true;
             tracing::error!(%error, "commit failed: refusing all further writes");
@@ -335,7 +439,7 @@ impl WriterThread {
         }
         let now = self.clock.now_ms();
         let started = Instant::now();
-        let result = self.apply_and_commit(&jobs, now);
+        let result = self.apply_and_log(&jobs, now);
         self.stats.commit_batch.record(jobs.len() as u64);
         self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         match result {
@@ -343,7 +447,7 @@ impl WriterThread {
                 for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
                     let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
                     self.out.ttl.publish(key, stored, slot.expiry_reset);
-                    self.out.cache.publish(key, slot.record.map(Arc::new));
+                    self.out.cache.publish(key, slot.record.map(Arc::new), self.generation);
                 }
                 for (alias, primary) in changes.aliases {
                     self.out.aliases.publish(alias, primary);
@@ -362,27 +466,18 @@ impl WriterThread {
                 deliver_all(unavailable);
             }
         }
+        self.maintain();
     }
 
-    fn apply_and_commit(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
-        let mut txn = self.store.db().begin_write()?;
-        let durable = self.config.flush_interval.is_none();
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
-        // The data written is chosen by clients; 2PC keeps a torn commit
-        // from ever validating (see redb's set_two_phase_commit docs).
-        txn.set_two_phase_commit(true);
+    /// Applies the batch to the open transaction and logs what it changed.
+    /// On success the batch is as durable as the mode promises.
+    fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
+        if self.open.is_none() {
+            self.open = Some((self.store.db().begin_write()?, Instant::now()));
+        }
+        let (txn, _) = self.open.as_ref().expect("opened above");
         let (responses, changes) = {
-            let tables = Tables {
-                sessions: txn.open_table(SESSIONS)?,
-                expiry: txn.open_table(EXPIRY)?,
-                by_user: txn.open_table(BY_USER)?,
-                handles: txn.open_table(HANDLES)?,
-                aliases: txn.open_table(ALIASES)?,
-                consumed: txn.open_table(CONSUMED)?,
-                user_epoch: txn.open_table(USER_EPOCH)?,
-                denied: txn.open_table(DENIED)?,
-            };
-            let mut batch = Batch::new(tables, &self.out.ttl, now);
+            let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
@@ -398,11 +493,21 @@ impl WriterThread {
             }
             (responses, batch.write_back()?)
         };
-        txn.commit()?;
-        if durable {
-            Stats::add(&self.stats.durable_commits, 1);
-        } else if self.volatile_since.is_none() {
-            self.volatile_since = Some(Instant::now());
+        if !changes.redo.is_empty() {
+            let mut wal = self.store.wal();
+            wal.append(changes.redo.as_bytes())?;
+            Stats::add(&self.stats.log_frames, 1);
+            if self.config.flush_interval.is_none() {
+                wal.sync()?;
+                Stats::add(&self.stats.log_syncs, 1);
+            } else if self.unsynced_since.is_none() {
+                self.unsynced_since = Some(Instant::now());
+            }
+            self.log_since.get_or_insert_with(Instant::now);
+        }
+        let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
+        if changes.for_readers || checkpoint {
+            self.commit_open(checkpoint)?;
         }
         Ok((responses, changes))
     }
