@@ -26,6 +26,9 @@ pub struct CompareConfig {
     pub value_size: usize,
     pub out_dir: PathBuf,
     pub sessiond_bin: PathBuf,
+    /// Sessions for the scale step (0: skip it): `get` on one connection
+    /// with this many sessions against `sessions`, and memory per session.
+    pub scale_sessions: usize,
 }
 
 /// A server this run started, killed on drop.
@@ -33,7 +36,7 @@ struct Server {
     label: &'static str,
     target: Target,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -63,7 +66,7 @@ fn start_sessiond(bin: &Path, label: &'static str, durability: &str) -> Result<S
         return Err(format!("{label} did not start: {line:?}").into());
     }
     let target = Target::Sessiond(dir.path().join("data/sessiond.sock"));
-    Ok(Server { label, target, child, _dir: dir })
+    Ok(Server { label, target, child, dir })
 }
 
 fn start_redis(label: &'static str, persistence: &[&str]) -> Result<Server, Error> {
@@ -87,7 +90,7 @@ fn start_redis(label: &'static str, persistence: &[&str]) -> Result<Server, Erro
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Server { label, target: Target::Redis(socket), child, _dir: dir })
+    Ok(Server { label, target: Target::Redis(socket), child, dir })
 }
 
 /// The cases the comparison measures: (workload, connections).
@@ -147,7 +150,96 @@ pub async fn compare(config: &CompareConfig) -> Result<String, Error> {
     servers.clear();
     let _ = echo.kill();
     let _ = echo.wait();
-    write_outputs(config, &labels, &results)
+    let mut md = write_outputs(config, &labels, &results)?;
+    if config.scale_sessions > 0 {
+        md.push_str(&scale(config).await?);
+    }
+    Ok(md)
+}
+
+/// One scale measurement: a fresh server loaded with `sessions`.
+struct Scaled {
+    report: Report,
+    /// sessiond: its database and log after loading; Redis: none.
+    disk_bytes: Option<u64>,
+}
+
+/// `get` on one connection, with `sessions` and with `scale_sessions`
+/// loaded into fresh servers (sessiond strict, Redis without persistence),
+/// interleaved; and each server's resident memory (and sessiond's files)
+/// per session at the larger size.
+async fn scale(config: &CompareConfig) -> Result<String, Error> {
+    let fields =
+        crate::sample_fields(config.fields, config.value_size).into_iter().map(|f| (f.name, f.value)).collect();
+    let sizes = [config.sessions, config.scale_sessions];
+    let mut rows: Vec<(&str, usize, Scaled)> = Vec::new();
+    for &sessions in &sizes {
+        for label in ["sessiond strict", "redis no persistence"] {
+            let server = match label {
+                "sessiond strict" => start_sessiond(&config.sessiond_bin, label, "mode = \"strict\"")?,
+                _ => start_redis(label, &["--appendonly", "no"])?,
+            };
+            eprintln!("scale: loading {sessions} sessions into {label}");
+            let keys = Arc::new(load(&server.target, sessions, &fields).await?);
+            let run = RunConfig {
+                target: server.target.clone(),
+                label: format!("{label}, {sessions} sessions"),
+                workload: Workload::Get,
+                connections: 1,
+                pipeline: 1,
+                warmup: config.warmup,
+                duration: config.duration,
+                fields: config.fields,
+                value_size: config.value_size,
+                server_pid: Some(server.child.id()),
+                progress: false,
+            };
+            let report = crate::run::run(&run, keys).await?;
+            eprintln!("scale: {}", report.text().lines().next().unwrap_or(""));
+            let disk_bytes = matches!(server.target, Target::Sessiond(_)).then(|| {
+                let data = server.dir.path().join("data");
+                ["sessions.redb", "sessions.log"]
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+                    .map(|m| m.len())
+                    .sum()
+            });
+            rows.push((label, sessions, Scaled { report, disk_bytes }));
+        }
+    }
+    let mut md = String::new();
+    let _ =
+        writeln!(md, "### Scale: get x 1 connection, {} against {} sessions\n", config.scale_sessions, config.sessions);
+    let _ =
+        writeln!(md, "| target | sessions | p50 µs | p99 µs | ops/s | RSS MiB | RSS per session | files per session |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, sessions, s) in &rows {
+        let r = &s.report;
+        let rss = r.server.rss_bytes.unwrap_or(0);
+        let files = s.disk_bytes.map_or("–".to_owned(), |b| format!("{} B", b / *sessions as u64));
+        let _ = writeln!(
+            md,
+            "| {label} | {sessions} | {:.1} | {:.1} | {:.0} | {:.0} | {} B | {files} |",
+            r.latency_us.p50,
+            r.latency_us.p99,
+            r.ops_per_sec,
+            rss as f64 / (1 << 20) as f64,
+            rss / *sessions as u64
+        );
+    }
+    let p50 = |label: &str, n: usize| {
+        rows.iter().find(|(l, s, _)| *l == label && *s == n).map(|(_, _, s)| s.report.latency_us.p50)
+    };
+    for label in ["sessiond strict", "redis no persistence"] {
+        if let (Some(small), Some(large)) = (p50(label, sizes[0]), p50(label, sizes[1])) {
+            let _ =
+                writeln!(md, "- {label}: p50 with {} sessions / with {}: {:.2}x", sizes[1], sizes[0], large / small);
+        }
+    }
+    let _ = writeln!(md);
+    let json: Vec<&Report> = rows.iter().map(|(_, _, s)| &s.report).collect();
+    std::fs::write(config.out_dir.join("results/scale.json"), serde_json::to_vec_pretty(&json)?)?;
+    Ok(md)
 }
 
 /// The round with the median throughput stands for the target.

@@ -38,7 +38,7 @@ struct Args {
     /// Unix socket path.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Network event-loop threads (0: one per core).
+    /// Network event-loop threads (0: half the cores, at least one).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 }

@@ -82,7 +82,7 @@ impl Server {
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
-        let (store, _) = Store::open(&config.db_path())?;
+        let (store, _) = Store::open_with_cache(&config.db_path(), config.db_cache_bytes)?;
         let socket = config.socket_path();
         let options = SocketOptions {
             mode: config.socket_mode()?,

@@ -38,6 +38,11 @@ pub const USER_EPOCH: TableDefinition<'static, &'static str, u32> = TableDefinit
 /// Revoked sealed-cookie session ids -> when the cookie would have expired.
 pub const DENIED: TableDefinition<'static, [u8; 16], u64> = TableDefinition::new("denied_cookies");
 
+/// redb's page cache unless configured: enough for the inner B-tree pages of
+/// millions of sessions. redb's own default (1 GiB) would mostly hold again
+/// what the session cache already has.
+pub const DEFAULT_DB_CACHE_BYTES: usize = 64 << 20;
+
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
 /// `meta` key: the sequence number of the last log frame the database holds.
@@ -71,8 +76,9 @@ macro_rules! from_redb {
 }
 from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
-fn builder() -> redb::Builder {
+fn builder(cache_bytes: usize) -> redb::Builder {
     let mut builder = Database::builder();
+    builder.set_cache_size(cache_bytes);
     builder.set_repair_callback(|session| {
         tracing::warn!(progress = session.progress(), "repairing the database after an unclean shutdown");
     });
@@ -96,7 +102,12 @@ impl Store {
     /// checks the schema version, and replays the write-ahead log beside
     /// it. Returns the store and the number of stored sessions.
     pub fn open(path: &Path) -> Result<(Self, u64), StoreError> {
-        let db = builder().create(path).map_err(|e| match e {
+        Self::open_with_cache(path, DEFAULT_DB_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with `cache_bytes` of redb page cache.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<(Self, u64), StoreError> {
+        let db = builder(cache_bytes).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => StoreError::Redb(other.into()),
         })?;
@@ -106,7 +117,8 @@ impl Store {
     /// Opens a database on any redb storage backend, with the log in `log`:
     /// tests use this to inject I/O failures.
     pub fn open_backend(backend: impl redb::StorageBackend, log: std::fs::File) -> Result<(Self, u64), StoreError> {
-        let db = builder().create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
+        let db =
+            builder(DEFAULT_DB_CACHE_BYTES).create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
         Self::init(db, Wal::from_file(log)?)
     }
 

@@ -7,10 +7,14 @@ use std::collections::BTreeSet;
 use sessiond_client::{Error, Expiry};
 use sessiond_tests::Daemon;
 
+/// More event loops than cores, so connections are dealt across loops and
+/// their answers cross threads, whatever the machine.
+const LOOPS: &str = "threads = 3\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_tasks_patching_different_fields_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let daemon = Daemon::start(&dir.path().join("d"), Some(LOOPS));
     let client = daemon.client().await;
     let key = client.create(Vec::<(String, Vec<u8>)>::new(), Expiry::Default).await.unwrap().key;
     let mut tasks = Vec::new();
@@ -37,7 +41,7 @@ async fn thirty_two_tasks_patching_different_fields_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_set_counter_never_loses_an_increment() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let daemon = Daemon::start(&dir.path().join("d"), Some(LOOPS));
     let client = daemon.client().await;
     let key = client.create(vec![("n", b"0".to_vec())], Expiry::Default).await.unwrap().key;
     let mut tasks = Vec::new();
@@ -71,7 +75,7 @@ async fn compare_and_set_counter_never_loses_an_increment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_on_one_connection_all_get_their_own_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let daemon = Daemon::start(&dir.path().join("d"), Some(LOOPS));
     let client = daemon.client().await;
     let mut tasks = Vec::new();
     for i in 0..500u32 {

@@ -75,6 +75,10 @@ enum Command {
         /// The sessiond binary (default: next to this one).
         #[arg(long)]
         sessiond: Option<PathBuf>,
+        /// Also measure `get` with this many sessions against --sessions,
+        /// and memory per session (0: skip).
+        #[arg(long, default_value_t = 0)]
+        scale_sessions: usize,
     },
 }
 
@@ -163,7 +167,15 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
             sessiond_bench::echo::serve(&socket, response_len)?;
             std::future::pending::<()>().await;
         }
-        Command::Compare { rounds, duration, warmup, shape: Shape { sessions, fields, value_size }, out, sessiond } => {
+        Command::Compare {
+            rounds,
+            duration,
+            warmup,
+            shape: Shape { sessions, fields, value_size },
+            out,
+            sessiond,
+            scale_sessions,
+        } => {
             let sessiond_bin = match sessiond {
                 Some(p) => p,
                 None => std::env::current_exe()?.with_file_name("sessiond"),
@@ -177,6 +189,7 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
                 value_size,
                 out_dir: out,
                 sessiond_bin,
+                scale_sessions,
             };
             let table = compare(&config).await?;
             std::fs::write(config.out_dir.join("results/table.md"), &table)?;

@@ -14,15 +14,18 @@
 //!   every session row.
 //!
 //! The open transaction spans many batches and is committed to redb rarely:
-//! without fsync every [`APPLY_INTERVAL`], and durably (a checkpoint, after
-//! which the log starts over) when the log reaches `checkpoint_bytes` or its
-//! first frame `checkpoint_age`, and at shutdown. Until a batch reaches redb, readers must not need redb
-//! for it:
+//! durably (a checkpoint, after which the log starts over) when the log
+//! reaches `checkpoint_bytes` or its first frame `checkpoint_age`, and at
+//! shutdown. Within one transaction redb changes a page in place once it has
+//! copied it, so a session written a thousand times between checkpoints
+//! costs one page copy, not a thousand. Until a batch reaches redb, readers
+//! must not need redb for it:
 //! - session rows: the cache pins what the writer publishes until the
-//!   transaction holding it commits (see `cache.rs`);
+//!   transaction holding it commits (see `cache.rs`); that memory is bounded
+//!   by the log's size at a checkpoint;
 //! - the owner index and sealed-cookie revocations, which readers query in
-//!   redb: a batch that changes them commits the open transaction before it
-//!   is acknowledged.
+//!   redb: a batch that changes them commits the open transaction (without
+//!   fsync: the log has it) before it is acknowledged.
 //!
 //! `batch.rs` holds a batch's view of the sessions it touches; `apply.rs`
 //! what each operation does to it.
@@ -38,7 +41,8 @@
 //! replays them.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,11 +63,6 @@ use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
 use crate::store::{LOG_SEQ, META, Store, StoreError, Tables};
 use crate::ttl::TtlIndex;
-
-/// How long batches gather in the open transaction before it is committed
-/// to redb without fsync. Bounds the memory the cache pins for them; each
-/// such commit copies the B-tree pages written since the last.
-pub const APPLY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A mutation, already validated for syntax and static limits by the service.
 #[derive(Debug)]
@@ -187,9 +186,16 @@ enum Msg {
 }
 
 /// The handle the service holds to submit mutations.
+///
+/// The channel grows as needed and a counter enforces the capacity: a
+/// bounded channel would allocate every slot up front, and the capacity
+/// (`max_connections` x `max_inflight`) is sized never to be reached.
 #[derive(Debug, Clone)]
 pub struct WriterQueue {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    /// Jobs queued and not yet taken by the writer.
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl std::fmt::Debug for Msg {
@@ -211,18 +217,21 @@ pub enum SubmitError {
 }
 
 impl WriterQueue {
-    /// Queues a job, waiting for room; for background work only, never for
-    /// a network thread.
+    /// Queues a job even past the capacity: for background work that is
+    /// bounded by itself (one sweep batch at a time), never for a network
+    /// thread.
     pub fn submit_wait(&self, job: Job) -> Result<(), SubmitError> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
         self.tx.send(Msg::Job(job)).map_err(|_| SubmitError::Closed)
     }
 
     /// Queues a job if there is room.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.tx.try_send(Msg::Job(job)).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Full,
-            TrySendError::Disconnected(_) => SubmitError::Closed,
-        })
+        if self.depth.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(SubmitError::Full);
+        }
+        self.tx.send(Msg::Job(job)).map_err(|_| SubmitError::Closed)
     }
 }
 
@@ -243,7 +252,9 @@ impl Writer {
         config: WriterConfig,
         on_fatal: Box<dyn Fn(String) + Send>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(config.queue_capacity);
+        let (tx, rx) = channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let queue = WriterQueue { tx, depth: depth.clone(), capacity: config.queue_capacity };
         let state = WriterThread {
             store,
             out,
@@ -251,6 +262,7 @@ impl Writer {
             clock,
             config,
             rx,
+            depth,
             on_fatal,
             failed: false,
             open: None,
@@ -259,7 +271,7 @@ impl Writer {
             log_since: None,
         };
         let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
-        Ok(Self { queue: WriterQueue { tx }, thread })
+        Ok(Self { queue, thread })
     }
 
     pub fn queue(&self) -> WriterQueue {
@@ -282,11 +294,11 @@ struct WriterThread {
     clock: Arc<dyn Clock>,
     config: WriterConfig,
     rx: Receiver<Msg>,
+    depth: Arc<AtomicUsize>,
     on_fatal: Box<dyn Fn(String) + Send>,
     failed: bool,
-    /// The write transaction batches go into until it is committed, and
-    /// when it began.
-    open: Option<(WriteTransaction, Instant)>,
+    /// The write transaction batches go into until it is committed.
+    open: Option<WriteTransaction>,
     /// Counts the open transactions; the cache pins what is published from
     /// this one until [`Cache::applied`] is told it committed.
     generation: u64,
@@ -315,6 +327,7 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
+            self.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
             self.commit_batch(jobs);
             if stop {
                 break;
@@ -334,8 +347,8 @@ impl WriterThread {
         }
     }
 
-    /// Waits for the next message, waking to sync the log, commit the open
-    /// transaction or checkpoint when one is due.
+    /// Waits for the next message, waking to sync the log or checkpoint
+    /// when one is due.
     fn next_msg(&mut self) -> Option<Msg> {
         loop {
             let Some(deadline) = self.next_deadline() else { return self.rx.recv().ok() };
@@ -352,13 +365,11 @@ impl WriterThread {
             return None;
         }
         let sync = self.unsynced_since.zip(self.config.flush_interval).map(|(since, interval)| since + interval);
-        let apply = self.open.as_ref().map(|(_, since)| *since + APPLY_INTERVAL);
         let checkpoint = self.log_since.map(|since| since + self.config.checkpoint_age);
-        [sync, apply, checkpoint].into_iter().flatten().min()
+        [sync, checkpoint].into_iter().flatten().min()
     }
 
-    /// Does whatever is due: a relaxed-mode log sync, a checkpoint, or a
-    /// commit of the open transaction.
+    /// Does whatever is due: a relaxed-mode log sync, a checkpoint.
     fn maintain(&mut self) {
         if self.failed {
             return;
@@ -374,13 +385,7 @@ impl WriterThread {
             }
             let checkpoint = self.store.wal().written() >= self.config.checkpoint_bytes
                 || self.log_since.is_some_and(|since| now >= since + self.config.checkpoint_age);
-            if checkpoint {
-                self.commit_open(true)
-            } else if self.open.as_ref().is_some_and(|(_, since)| now >= *since + APPLY_INTERVAL) {
-                self.commit_open(false)
-            } else {
-                Ok(())
-            }
+            if checkpoint { self.commit_open(true) } else { Ok(()) }
         })();
         if let Err(e) = result {
             self.fail(&e);
@@ -392,9 +397,9 @@ impl WriterThread {
     /// open, to make earlier commits durable), after which the log starts
     /// over.
     fn commit_open(&mut self, durable: bool) -> Result<(), StoreError> {
-        let (mut txn, _) = match self.open.take() {
-            Some(open) => open,
-            None if durable => (self.store.db().begin_write()?, Instant::now()),
+        let mut txn = match self.open.take() {
+            Some(txn) => txn,
+            None if durable => self.store.db().begin_write()?,
             None => return Ok(()),
         };
         let started = Instant::now();
@@ -443,7 +448,7 @@ impl WriterThread {
         self.stats.commit_batch.record(jobs.len() as u64);
         self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         match result {
-            Ok((responses, changes)) => {
+            Ok((mut responses, changes)) => {
                 for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
                     let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
                     self.out.ttl.publish(key, stored, slot.expiry_reset);
@@ -454,6 +459,19 @@ impl WriterThread {
                 }
                 for key in changes.refile {
                     self.out.ttl.refile(key);
+                }
+                // The batch is in the log now, so it holds even if this
+                // commit fails: its answers stand, and the restart replays it.
+                let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
+                if changes.for_readers || checkpoint {
+                    if let Err(e) = self.commit_open(checkpoint) {
+                        self.fail(&e);
+                        for (job, response) in jobs.iter().zip(responses.iter_mut()) {
+                            if matches!(job.op, Op::Checkpoint) {
+                                *response = Response::error(ErrorCode::Unavailable, "checkpoint failed");
+                            }
+                        }
+                    }
                 }
                 Stats::add(&self.stats.commits, 1);
                 Stats::add(&self.stats.committed_ops, jobs.len() as u64);
@@ -473,9 +491,9 @@ impl WriterThread {
     /// On success the batch is as durable as the mode promises.
     fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
         if self.open.is_none() {
-            self.open = Some((self.store.db().begin_write()?, Instant::now()));
+            self.open = Some(self.store.db().begin_write()?);
         }
-        let (txn, _) = self.open.as_ref().expect("opened above");
+        let txn = self.open.as_ref().expect("opened above");
         let (responses, changes) = {
             let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
@@ -504,10 +522,6 @@ impl WriterThread {
                 self.unsynced_since = Some(Instant::now());
             }
             self.log_since.get_or_insert_with(Instant::now);
-        }
-        let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
-        if changes.for_readers || checkpoint {
-            self.commit_open(checkpoint)?;
         }
         Ok((responses, changes))
     }
