@@ -12,6 +12,12 @@
 //!   holding it commits ([`Cache::applied`]): until then redb has an older
 //!   state, so evicting it would let a reader fill that back in. Every
 //!   other entry is clean (identical to redb), so eviction never loses data.
+//! - A reader that passed the TTL index just before a delete may still fill
+//!   the deleted session's older, committed record after the delete was
+//!   published. Such an entry is never served (the TTL index no longer has
+//!   the key, and keys are never reused) and is evicted in time; so the
+//!   cache is not the authority on what exists, and the writer never reads
+//!   from it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -20,7 +20,10 @@
 //! After a durable redb commit (a checkpoint) the log starts again at offset
 //! 0. It is not truncated: overwriting in place keeps fdatasync from having
 //! to journal a size change, and the frames of earlier passes left behind
-//! the new ones carry older sequence numbers, so replay stops at them.
+//! the new ones carry older sequence numbers, so replay stops at them. For
+//! the same reason the file grows ahead of the frames in zero-filled chunks
+//! ([`GROW_BYTES`], synced once each): on this project's test machine an
+//! fdatasync after an append took ~150-200 µs, after an overwrite ~95 µs.
 //!
 //! A payload entry: `table u8 | key_len u32 | key | op u8 | value_len u32 |
 //! value`, op 1 for a put (the value follows) and 0 for a removal (no
@@ -32,6 +35,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 const FRAME_HEADER: usize = 16;
+/// The file grows by at least this much at a time, zero-filled.
+pub const GROW_BYTES: u64 = 4 << 20;
 /// No frame may be larger: a batch is bounded by `max_batch` sessions of at
 /// most `max_session_bytes` each, far below this.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -42,6 +47,8 @@ pub struct Wal {
     file: File,
     /// Where the next frame goes.
     offset: u64,
+    /// The file's length: written (zeros or frames) and synced.
+    allocated: u64,
     /// The sequence number of the next frame.
     next_seq: u64,
     /// Bytes appended since the last sync.
@@ -78,7 +85,7 @@ impl Wal {
         let mut bytes = Vec::new();
         (&file).take(len).read_to_end(&mut bytes)?;
         let frames = parse(&bytes);
-        Ok((Self { file, offset: 0, next_seq: 1, unsynced: 0 }, frames))
+        Ok((Self { file, offset: 0, allocated: len, next_seq: 1, unsynced: 0 }, frames))
     }
 
     /// Starts the log over at offset 0 with `next_seq`: after a checkpoint
@@ -96,6 +103,7 @@ impl Wal {
             self.file.set_len(0)?;
             self.file.sync_all()?;
         }
+        self.allocated = 0;
         self.offset = 0;
         self.unsynced = 0;
         Ok(())
@@ -112,11 +120,27 @@ impl Wal {
         frame.extend_from_slice(&crc(seq, payload).to_le_bytes());
         frame.extend_from_slice(&seq.to_le_bytes());
         frame.extend_from_slice(payload);
+        let end = self.offset + frame.len() as u64;
+        if end > self.allocated {
+            self.grow(end)?;
+        }
         self.file.write_all_at(&frame, self.offset)?;
-        self.offset += frame.len() as u64;
+        self.offset = end;
         self.unsynced += frame.len() as u64;
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// Extends the file with zeros to at least `end` (by [`GROW_BYTES`] or
+    /// more), durably, so later syncs of frames written there change no
+    /// metadata. Zeros read as the end of the log.
+    fn grow(&mut self, end: u64) -> io::Result<()> {
+        let target = end.max(self.allocated + GROW_BYTES);
+        let zeros = vec![0u8; (target - self.allocated) as usize];
+        self.file.write_all_at(&zeros, self.allocated)?;
+        self.file.sync_all()?;
+        self.allocated = target;
+        Ok(())
     }
 
     /// Makes every appended frame durable.
@@ -306,6 +330,25 @@ mod tests {
             read,
             vec![Frame { seq: 7, payload: b"first".to_vec() }, Frame { seq: 8, payload: b"second".to_vec() }]
         );
+    }
+
+    #[test]
+    fn the_file_grows_in_zeroed_chunks_ahead_of_the_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.append(b"one").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), GROW_BYTES);
+        // A frame larger than a chunk still fits.
+        let big = vec![7u8; GROW_BYTES as usize];
+        wal.append(&big).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len >= wal.written() && len >= GROW_BYTES + FRAME_HEADER as u64, "{len}");
+        drop(wal);
+        // The zeros after the frames end the log.
+        let (_, read) = Wal::open(&path).unwrap();
+        assert_eq!(seqs(&read), vec![1, 2]);
+        assert_eq!(read[1].payload, big);
     }
 
     #[test]
