@@ -175,12 +175,20 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
     let mut rows: Vec<(&str, usize, Scaled)> = Vec::new();
     for &sessions in &sizes {
         for label in ["sessiond strict", "redis no persistence"] {
+            // Checkpoints at least every second, so the last one after
+            // loading is over before the measurement starts.
             let server = match label {
-                "sessiond strict" => start_sessiond(&config.sessiond_bin, label, "mode = \"strict\"")?,
+                "sessiond strict" => {
+                    start_sessiond(&config.sessiond_bin, label, "mode = \"strict\"\ncheckpoint_secs = 1")?
+                }
                 _ => start_redis(label, &["--appendonly", "no"])?,
             };
             eprintln!("scale: loading {sessions} sessions into {label}");
             let keys = Arc::new(load(&server.target, sessions, &fields).await?);
+            // Measure reads, not the write-back of what loading wrote: let
+            // the last checkpoint finish, then flush the page cache.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            rustix::fs::sync();
             let run = RunConfig {
                 target: server.target.clone(),
                 label: format!("{label}, {sessions} sessions"),
