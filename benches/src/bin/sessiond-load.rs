@@ -2,7 +2,7 @@
 //! workload and reports throughput, latency percentiles and server cost.
 //!
 //! `sessiond-load run --target sessiond:PATH --workload web --connections 50 --duration 10`
-//! `sessiond-load compare --rounds 3 --duration 5 --out benches`
+//! `sessiond-load compare --rounds 5 --duration 5 --scale-sessions 1000000 --out benches`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
