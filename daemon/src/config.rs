@@ -391,7 +391,7 @@ impl Config {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
-    /// `None` in strict mode; the longest a relaxed write may stay volatile.
+    /// `None` in strict mode; the longest a relaxed write may stay unsynced in the log.
     pub fn flush_interval(&self) -> Option<Duration> {
         match self.durability.mode {
             DurabilityMode::Strict => None,
