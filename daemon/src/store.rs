@@ -146,9 +146,10 @@ impl Store {
         }
         txn.commit()?;
         let next_seq = Self::replay(&db, frames)?;
-        // Everything the log held is durable in the database now, and any
-        // frames beyond the replayed ones were never acknowledged: empty
-        // the file so no later pass can run into them.
+        // Everything the log held is durable in the database now. Frames
+        // beyond the replayed ones were never acknowledged in strict mode
+        // (in relaxed mode they lie within the window a power loss may
+        // take): empty the file so no later pass can run into them.
         wal.truncate()?;
         wal.restart(next_seq);
         let stored = db.begin_read()?.open_table(SESSIONS)?.len()?;
