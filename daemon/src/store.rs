@@ -375,18 +375,19 @@ impl<'t> Tables<'t> {
         self.by_user.changed || self.user_epoch.changed || self.denied.changed
     }
 
-    /// Everything written through these tables, for one log frame.
-    pub fn take_redo(&mut self) -> Redo {
-        let mut redo = Redo::default();
-        redo.append(&mut self.sessions.redo);
-        redo.append(&mut self.expiry.redo);
-        redo.append(&mut self.by_user.redo);
-        redo.append(&mut self.handles.redo);
-        redo.append(&mut self.aliases.redo);
-        redo.append(&mut self.consumed.redo);
-        redo.append(&mut self.user_epoch.redo);
-        redo.append(&mut self.denied.redo);
-        redo
+    /// Everything written through these tables, table by table: together,
+    /// the payload of one log frame.
+    pub fn take_redo(&mut self) -> [Redo; 8] {
+        [
+            std::mem::take(&mut self.sessions.redo),
+            std::mem::take(&mut self.expiry.redo),
+            std::mem::take(&mut self.by_user.redo),
+            std::mem::take(&mut self.handles.redo),
+            std::mem::take(&mut self.aliases.redo),
+            std::mem::take(&mut self.consumed.redo),
+            std::mem::take(&mut self.user_epoch.redo),
+            std::mem::take(&mut self.denied.redo),
+        ]
     }
 
     fn replay(&mut self, entry: &wal::Entry<'_>) -> Result<(), StoreError> {

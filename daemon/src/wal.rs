@@ -49,6 +49,8 @@ pub struct Wal {
     offset: u64,
     /// The file's length: written (zeros or frames) and synced.
     allocated: u64,
+    /// The frame being written, kept to reuse its allocation.
+    frame: Vec<u8>,
     /// The sequence number of the next frame.
     next_seq: u64,
     /// Bytes appended since the last sync.
@@ -85,7 +87,7 @@ impl Wal {
         let mut bytes = Vec::new();
         (&file).take(len).read_to_end(&mut bytes)?;
         let frames = parse(&bytes);
-        Ok((Self { file, offset: 0, allocated: len, next_seq: 1, unsynced: 0 }, frames))
+        Ok((Self { file, offset: 0, allocated: len, frame: Vec::new(), next_seq: 1, unsynced: 0 }, frames))
     }
 
     /// Starts the log over at offset 0 with `next_seq`: after a checkpoint
@@ -109,26 +111,41 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends one frame (not synced); returns its sequence number.
-    pub fn append(&mut self, payload: &[u8]) -> io::Result<u64> {
-        if payload.len() > MAX_FRAME {
+    /// Appends one frame whose payload is `parts`, in order (not synced);
+    /// returns its sequence number. The parts are copied once, into the
+    /// frame.
+    pub fn append(&mut self, parts: &[&[u8]]) -> io::Result<u64> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_FRAME {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "log frame too large"));
         }
         let seq = self.next_seq;
-        let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc(seq, payload).to_le_bytes());
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        frame.extend_from_slice(&(len as u32).to_le_bytes());
+        frame.extend_from_slice(&[0; 4]);
         frame.extend_from_slice(&seq.to_le_bytes());
-        frame.extend_from_slice(payload);
+        for part in parts {
+            frame.extend_from_slice(part);
+        }
+        let sum = crc(seq, &frame[FRAME_HEADER..]);
+        frame[4..8].copy_from_slice(&sum.to_le_bytes());
+        let result = self.write_frame(&frame);
+        self.frame = frame;
+        result?;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
         let end = self.offset + frame.len() as u64;
         if end > self.allocated {
             self.grow(end)?;
         }
-        self.file.write_all_at(&frame, self.offset)?;
+        self.file.write_all_at(frame, self.offset)?;
         self.offset = end;
         self.unsynced += frame.len() as u64;
-        self.next_seq += 1;
-        Ok(seq)
+        Ok(())
     }
 
     /// Extends the file with zeros to at least `end` (by [`GROW_BYTES`] or
@@ -246,10 +263,6 @@ impl Redo {
         self.bytes.is_empty()
     }
 
-    pub fn append(&mut self, other: &mut Redo) {
-        self.bytes.append(&mut other.bytes);
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -315,11 +328,12 @@ mod tests {
         let (mut wal, old) = Wal::open(&path).unwrap();
         assert!(old.is_empty());
         wal.restart(7);
-        assert_eq!(wal.append(b"first").unwrap(), 7);
-        assert_eq!(wal.append(b"second").unwrap(), 8);
+        assert_eq!(wal.append(&[b"first"]).unwrap(), 7);
+        // A payload given in parts is one frame, checked as a whole.
+        assert_eq!(wal.append(&[b"sec".as_slice(), b"ond"]).unwrap(), 8);
         wal.sync().unwrap();
         let whole = wal.written();
-        assert_eq!(wal.append(&[9u8; 100]).unwrap(), 9);
+        assert_eq!(wal.append(&[&[9u8; 100]]).unwrap(), 9);
         drop(wal);
 
         // Cut the last frame short, as a crash mid-write would.
@@ -337,11 +351,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(b"one").unwrap();
+        wal.append(&[b"one"]).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), GROW_BYTES);
         // A frame larger than a chunk still fits.
         let big = vec![7u8; GROW_BYTES as usize];
-        wal.append(&big).unwrap();
+        wal.append(&[&big]).unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         assert!(len >= wal.written() && len >= GROW_BYTES + FRAME_HEADER as u64, "{len}");
         drop(wal);
@@ -356,10 +370,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(b"one").unwrap();
+        wal.append(&[b"one"]).unwrap();
         let second = wal.written();
-        wal.append(b"two").unwrap();
-        wal.append(b"three").unwrap();
+        wal.append(&[b"two"]).unwrap();
+        wal.append(&[b"three"]).unwrap();
         drop(wal);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[second as usize + FRAME_HEADER] ^= 0x10;
@@ -374,11 +388,11 @@ mod tests {
         let path = dir.path().join("log");
         let (mut wal, _) = Wal::open(&path).unwrap();
         for _ in 0..5 {
-            wal.append(&[0xAB; 64]).unwrap();
+            wal.append(&[&[0xAB; 64]]).unwrap();
         }
         // Checkpoint at 5: the log starts over and writes one short frame.
         wal.restart(6);
-        wal.append(b"six").unwrap();
+        wal.append(&[b"six"]).unwrap();
         drop(wal);
         let (_, read) = Wal::open(&path).unwrap();
         // The short frame leaves the tail of frame 1 behind it, which does

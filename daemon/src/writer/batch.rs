@@ -49,8 +49,8 @@ pub(super) struct Changes {
     pub refile: Vec<SessionKey>,
     /// alias -> the session it now names, or `None` if it names nothing.
     pub aliases: HashMap<SessionKey, Option<SessionKey>>,
-    /// Every row put or removed, for the log.
-    pub redo: Redo,
+    /// Every row put or removed, by table, for the log.
+    pub redo: [Redo; 8],
     /// A table readers query in redb changed: see [`Tables::changed_for_readers`].
     pub for_readers: bool,
 }

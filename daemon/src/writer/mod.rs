@@ -63,6 +63,7 @@ use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
 use crate::store::{LOG_SEQ, META, Store, StoreError, Tables};
 use crate::ttl::TtlIndex;
+use crate::wal::Redo;
 
 /// A mutation, already validated for syntax and static limits by the service.
 #[derive(Debug)]
@@ -511,9 +512,10 @@ impl WriterThread {
             }
             (responses, batch.write_back()?)
         };
-        if !changes.redo.is_empty() {
+        if changes.redo.iter().any(|r| !r.is_empty()) {
+            let parts = changes.redo.each_ref().map(Redo::as_bytes);
             let mut wal = self.store.wal();
-            wal.append(changes.redo.as_bytes())?;
+            wal.append(&parts)?;
             Stats::add(&self.stats.log_frames, 1);
             if self.config.flush_interval.is_none() {
                 wal.sync()?;
