@@ -59,6 +59,9 @@ pub enum ServerEvent {
 #[derive(Debug)]
 pub struct Server {
     socket: PathBuf,
+    /// The bound socket file's (device, inode): shutdown removes the path
+    /// only while it is still this file, not one a newer daemon bound there.
+    socket_file: Option<(u64, u64)>,
     loops: Vec<JoinHandle<()>>,
     mailboxes: Vec<Arc<crate::reply::Mailbox>>,
     shutdown: Arc<AtomicBool>,
@@ -91,6 +94,7 @@ impl Server {
         };
         // Binding sets the umask, so it happens before any thread starts.
         let listener = bind_socket(&socket, &options)?;
+        let socket_file = file_id(&socket);
 
         let (events_tx, events_rx) = mpsc::channel();
         let fatal_tx = events_tx.clone();
@@ -128,6 +132,7 @@ impl Server {
             .map_err(StartError::Thread)?;
         Ok(Self {
             socket,
+            socket_file,
             loops: handles,
             mailboxes,
             shutdown,
@@ -172,8 +177,8 @@ impl Server {
         self.events_rx.recv().unwrap_or(ServerEvent::Stop)
     }
 
-    /// Stops accepting, answers in-flight requests, stops the sweeper, makes
-    /// the final durable commit and removes the socket file.
+    /// Stops accepting, answers in-flight requests, removes the socket file,
+    /// stops the sweeper and makes the final durable commit.
     pub fn shutdown(self) {
         self.shutdown.store(true, Ordering::Release);
         for mb in &self.mailboxes {
@@ -184,9 +189,20 @@ impl Server {
                 tracing::error!("an event loop panicked");
             }
         }
-        self.engine.shutdown();
-        if let Err(e) = std::fs::remove_file(&self.socket) {
-            tracing::warn!(error = %e, "cannot remove the socket file");
+        // The loops are gone and nothing answers on the socket: a daemon
+        // started now may replace it as stale while the final commit runs,
+        // so remove the path only if it is still the file this one bound.
+        if self.socket_file.is_some() && file_id(&self.socket) == self.socket_file {
+            if let Err(e) = std::fs::remove_file(&self.socket) {
+                tracing::warn!(error = %e, "cannot remove the socket file");
+            }
         }
+        self.engine.shutdown();
     }
+}
+
+/// A file's (device, inode), if it can be read.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

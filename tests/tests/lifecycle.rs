@@ -43,6 +43,22 @@ fn a_stale_socket_from_a_killed_daemon_is_replaced() {
     daemon.blocking().ping().unwrap();
 }
 
+#[test]
+fn shutdown_leaves_a_socket_another_daemon_bound_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&dir.path().join("d"), None);
+    // What a daemon on another data directory does with the same socket
+    // path once it finds this one's file stale: unlink it and bind its own.
+    std::fs::remove_file(&daemon.socket).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&daemon.socket).unwrap();
+    daemon.signal(Signal::TERM);
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+    assert!(daemon.socket.exists(), "the newer socket file is left in place");
+    std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    drop(newer);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_in_flight_requests_commits_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
