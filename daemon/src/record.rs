@@ -158,6 +158,20 @@ impl Record {
         }
     }
 
+    /// The field count and data bytes [`Record::patch`] would leave, so a
+    /// patch over the limits is refused before it changes anything.
+    pub fn patched_size(&self, set: &[Field], remove: &[String]) -> (usize, usize) {
+        let (mut count, mut bytes) = (self.fields.len() + set.len(), self.data_bytes() + data_bytes(set));
+        for f in &self.fields {
+            let replaced = set.binary_search_by(|s| s.name.cmp(&f.name)).is_ok();
+            if replaced || remove.binary_search(&f.name).is_ok() {
+                count -= 1;
+                bytes -= f.name.len() + f.value.len();
+            }
+        }
+        (count, bytes)
+    }
+
     /// Sets and removes fields; `set` and `remove` are sorted and unique.
     pub fn patch(&mut self, set: Vec<Field>, remove: &[String]) {
         self.fields.retain(|f| remove.binary_search(&f.name).is_err());
@@ -247,5 +261,24 @@ mod tests {
         let mut r = Record::new(0, Expiry::Default, vec![field("a", "1"), field("c", "3")], RULES);
         r.patch(vec![field("b", "2"), field("c", "33")], &["a".to_string()]);
         assert_eq!(r.fields, vec![field("b", "2"), field("c", "33")]);
+    }
+
+    #[test]
+    fn patched_size_is_the_size_patch_leaves() {
+        let base = vec![field("a", "1"), field("c", "333"), field("e", "55555")];
+        let cases: [(Vec<Field>, Vec<String>); 5] = [
+            (vec![], vec![]),
+            (vec![field("b", "22")], vec![]),
+            (vec![field("c", "3")], vec!["a".into()]),
+            // Removed and set in one patch: the set value stays.
+            (vec![field("a", "1111")], vec!["a".into(), "e".into()]),
+            (vec![], vec!["x".into(), "c".into()]),
+        ];
+        for (set, remove) in cases {
+            let mut r = Record::new(0, Expiry::Default, base.clone(), RULES);
+            let projected = r.patched_size(&set, &remove);
+            r.patch(set.clone(), &remove);
+            assert_eq!(projected, (r.fields.len(), r.data_bytes()), "set {set:?} remove {remove:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! limit), then the change. Answers are built here and sent after commit.
 
 use sessiond_protocol::{
-    Created, DeletedOk, ErrorCode, Field, Redeemed, Response, RevokedOk, SessionHandle, SessionKey, SweptOk, Written,
+    Created, DeletedOk, ErrorCode, Redeemed, Response, RevokedOk, SessionHandle, SessionKey, SweptOk, Written,
 };
 
 use super::batch::Batch;
@@ -73,11 +73,13 @@ impl Applier<'_> {
             }
             Op::Replace { key, fields, expected_version } => {
                 let key = batch.resolve(*key)?;
-                self.modify(batch, key, *expected_version, |r| r.fields = fields.clone(), Response::Replaced)
+                let size = |_: &Record| (fields.len(), crate::record::data_bytes(fields));
+                self.modify(batch, key, *expected_version, size, |r| r.fields = fields.clone(), Response::Replaced)
             }
             Op::Patch { key, set, remove, expected_version } => {
                 let key = batch.resolve(*key)?;
-                self.modify(batch, key, *expected_version, |r| r.patch(set.clone(), remove), Response::Patched)
+                let size = |r: &Record| r.patched_size(set, remove);
+                self.modify(batch, key, *expected_version, size, |r| r.patch(set.clone(), remove), Response::Patched)
             }
             Op::Delete { key } => {
                 // Through any of its keys, logout ends the whole session.
@@ -313,43 +315,45 @@ impl Applier<'_> {
     }
 
     /// Applies a data change to a live session, checking the expected
-    /// version and the size limits against the latest state.
+    /// version and the size limits against the latest state. `size` says
+    /// what `change` would leave (field count, data bytes), so a refused
+    /// change never touches the record and an accepted one is made in place.
     fn modify(
         &self,
         batch: &mut Batch<'_>,
         key: SessionKey,
         expected_version: Option<u64>,
+        size: impl FnOnce(&Record) -> (usize, usize),
         change: impl FnOnce(&mut Record),
         wrap: fn(Written) -> Response,
     ) -> Applied {
         let now = batch.now;
         let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
-        let current = slot.record.as_ref().expect("live slot has a record");
+        let record = slot.record.as_mut().expect("live slot has a record");
         if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Ok(conflict(expected, current.version));
+            if expected != record.version {
+                return Ok(conflict(expected, record.version));
             }
         }
-        let mut next = current.clone();
-        change(&mut next);
-        if let Some(too_large) = self.check_size(&next.fields) {
+        let (count, bytes) = size(record);
+        if let Some(too_large) = self.check_size(count, bytes) {
             return Ok(too_large);
         }
-        next.mark_modified(now, self.config.rules);
-        let answer = wrap(written(&next));
-        slot.record = Some(next);
+        change(record);
+        debug_assert_eq!((count, bytes), (record.fields.len(), record.data_bytes()), "size() must predict change()");
+        record.mark_modified(now, self.config.rules);
+        let answer = wrap(written(record));
         slot.dirty = true;
         Ok(answer)
     }
 
-    fn check_size(&self, fields: &[Field]) -> Option<Response> {
-        if fields.len() > self.config.max_fields {
+    fn check_size(&self, count: usize, bytes: usize) -> Option<Response> {
+        if count > self.config.max_fields {
             return Some(Response::error(
                 ErrorCode::TooLarge,
-                format!("session would have {} fields; the limit is {}", fields.len(), self.config.max_fields),
+                format!("session would have {count} fields; the limit is {}", self.config.max_fields),
             ));
         }
-        let bytes = crate::record::data_bytes(fields);
         (bytes > self.config.max_session_bytes).then(|| {
             Response::error(
                 ErrorCode::TooLarge,
