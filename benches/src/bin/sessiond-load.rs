@@ -59,7 +59,8 @@ enum Command {
         response_len: usize,
     },
     /// Start sessiond and redis-server at matched durability, run the same
-    /// workloads on each and on echo, interleaved, and write RESULTS.md.
+    /// workloads on each and on echo, interleaved; print the tables and write
+    /// them, the raw reports and the plots under OUT/results/.
     Compare {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -69,7 +70,7 @@ enum Command {
         warmup: f64,
         #[command(flatten)]
         shape: Shape,
-        /// Where RESULTS.md and results/ go.
+        /// The directory results/ goes in (benches/RESULTS.md embeds it).
         #[arg(long, default_value = "benches")]
         out: PathBuf,
         /// The sessiond binary (default: next to this one).
