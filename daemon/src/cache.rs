@@ -16,8 +16,12 @@
 //!   the deleted session's older, committed record after the delete was
 //!   published. Such an entry is never served (the TTL index no longer has
 //!   the key, and keys are never reused) and is evicted in time; so the
-//!   cache is not the authority on what exists, and the writer never reads
-//!   from it.
+//!   cache is not the authority on what exists.
+//! - An entry the writer published (generation above 0) is exactly the
+//!   session's row in the writer's open transaction: the writer is the only
+//!   one that changes rows, it publishes every row it changes (a delete
+//!   removes the entry), and fills never replace an entry. So the writer may
+//!   read those entries ([`Cache::published`]), and only those.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -112,6 +116,14 @@ impl Cache {
                 Err(FillTicket(shard.epoch))
             }
         }
+    }
+
+    /// The record the writer last published for `key`, if the cache still
+    /// holds it: the writer's own view of the row, never a reader's fill.
+    /// For the writer only; not counted as a hit or a miss.
+    pub fn published(&self, key: &SessionKey) -> Option<Arc<Record>> {
+        let shard = self.shard(key).lock();
+        shard.map.get(key).filter(|entry| entry.generation > 0).map(|entry| entry.record.clone())
     }
 
     /// Inserts a record read from the store, unless the writer published to
@@ -211,6 +223,20 @@ mod tests {
         // ...so the reader's stale copy must not enter the cache.
         cache.fill(key(1), record(10), ticket);
         assert!(cache.get(&key(1)).is_err());
+    }
+
+    #[test]
+    fn the_writer_sees_what_it_published_and_never_a_fill() {
+        let cache = Cache::new(1 << 20);
+        // The writer deletes a session; a reader that passed the TTL index
+        // before the delete then fills the old record with a fresh ticket.
+        cache.publish(key(4), None, 3);
+        let Err(ticket) = cache.get(&key(4)) else { panic!("deleted entry hit") };
+        cache.fill(key(4), record(10), ticket);
+        assert!(cache.get(&key(4)).is_ok(), "the stale fill is in the cache");
+        assert!(cache.published(&key(4)).is_none(), "but the writer must not take it for the row");
+        cache.publish(key(5), Some(record(7)), 3);
+        assert_eq!(cache.published(&key(5)).unwrap().data_bytes(), 8);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use redb::ReadableTable;
 use sessiond_protocol::{ErrorCode, HANDLE_BYTES, Response, SessionKey};
 
+use crate::cache::Cache;
 use crate::record::Record;
 use crate::store::{StoreError, Tables};
 use crate::ttl::TtlIndex;
@@ -58,6 +59,7 @@ pub(super) struct Changes {
 pub(super) struct Batch<'t> {
     tables: Tables<'t>,
     ttl: &'t TtlIndex,
+    cache: &'t Cache,
     pub slots: HashMap<SessionKey, Slot>,
     pub now: u64,
     /// Sessions a sweep found touched since it was taken: re-filed after commit.
@@ -68,10 +70,11 @@ pub(super) struct Batch<'t> {
 }
 
 impl<'t> Batch<'t> {
-    pub fn new(tables: Tables<'t>, ttl: &'t TtlIndex, now: u64) -> Self {
+    pub fn new(tables: Tables<'t>, ttl: &'t TtlIndex, cache: &'t Cache, now: u64) -> Self {
         Self {
             tables,
             ttl,
+            cache,
             slots: HashMap::new(),
             now,
             refile: Vec::new(),
@@ -155,9 +158,15 @@ impl<'t> Batch<'t> {
 
     pub fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
         if !self.slots.contains_key(&key) {
-            let mut record = match self.tables.sessions.get(key.as_bytes())? {
-                Some(bytes) => Some(Record::decode(bytes.value())?),
-                None => None,
+            // What the writer last published is the open transaction's row
+            // (see `Cache::published`): copying it is cheaper than finding
+            // and decoding the row.
+            let mut record = match self.cache.published(&key) {
+                Some(published) => Some(Record::clone(&published)),
+                None => match self.tables.sessions.get(key.as_bytes())? {
+                    Some(bytes) => Some(Record::decode(bytes.value())?),
+                    None => None,
+                },
             };
             let stored =
                 record.as_ref().map(|r| Stored { expires_at: r.expires_at_ms, user: r.user.clone(), handle: r.handle });

@@ -496,7 +496,7 @@ impl WriterThread {
         }
         let txn = self.open.as_ref().expect("opened above");
         let (responses, changes) = {
-            let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, now);
+            let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, &self.out.cache, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
             for job in jobs {
