@@ -59,6 +59,25 @@ fn codec(c: &mut Criterion) {
             black_box(&body).encode_frame(1, &mut out);
         })
     });
+    // A GET's answer from a cached record: copied into a SessionBody first,
+    // as the daemon once did, against encoded from the borrowed record.
+    let record =
+        Record::new(0, Expiry::Default, sample_fields(10, 100), sessiond::config::ExpiryConfig::default().rules());
+    g.bench_function("answer GET: copy the record, then encode", |b| {
+        let mut out = Vec::with_capacity(2048);
+        b.iter(|| {
+            out.clear();
+            Response::Session(black_box(&record).to_body(1, 4, 3)).encode_frame(1, &mut out);
+        })
+    });
+    g.bench_function("answer GET: encode the borrowed record", |b| {
+        let mut out = Vec::with_capacity(2048);
+        let handle = "oKGio6Slpqeoqaqr".to_owned();
+        b.iter(|| {
+            out.clear();
+            black_box(&record).body_ref(&handle, 1, 4, 3).encode_frame(1, &mut out);
+        })
+    });
     g.bench_function("decode SESSION (1 KiB, 10 fields)", |b| {
         b.iter(|| {
             let f = decode_frame(black_box(&session_frame), 1 << 20).unwrap().unwrap();

@@ -4,7 +4,7 @@
 //! later release can recognise and migrate old records.
 
 use sessiond_protocol::codec::{self, Decode, Encode};
-use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBody, SessionHandle};
+use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBody, SessionBodyRef, SessionHandle};
 
 pub const RECORD_V1: u8 = 1;
 
@@ -126,8 +126,21 @@ impl Record {
     /// The session as GET returns it at `now_ms`. Expiry and last activity
     /// come from the TTL index, which is ahead of the record after touches.
     pub fn to_body(&self, now_ms: u64, expires_at_ms: u64, last_active_ms: u64) -> SessionBody {
-        SessionBody {
-            fields: self.fields.clone(),
+        let handle = SessionHandle::from_bytes(self.handle).encode();
+        self.body_ref(&handle, now_ms, expires_at_ms, last_active_ms).to_owned_body()
+    }
+
+    /// [`Record::to_body`] borrowed from this record, for encoding without
+    /// copying the fields; `handle` is this record's handle in text.
+    pub fn body_ref<'a>(
+        &'a self,
+        handle: &'a str,
+        now_ms: u64,
+        expires_at_ms: u64,
+        last_active_ms: u64,
+    ) -> SessionBodyRef<'a> {
+        SessionBodyRef {
+            fields: &self.fields,
             version: self.version,
             created_ms: self.created_ms,
             modified_ms: self.modified_ms,
@@ -135,10 +148,10 @@ impl Record {
             expires_at_ms,
             ttl_ms: expires_at_ms.saturating_sub(now_ms),
             expiry: self.expiry,
-            handle: SessionHandle::from_bytes(self.handle).encode(),
-            user: self.user.clone(),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
+            handle,
+            user: self.user.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
             ip_changed: false,
             user_agent_changed: false,
         }

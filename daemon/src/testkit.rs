@@ -137,6 +137,7 @@ pub fn call(service: &Service, request: Request) -> Response {
     let (tx, rx) = mpsc::channel();
     match service.handle(request, || ReplyTo::Channel(tx)) {
         Outcome::Now(response) => response,
+        Outcome::Session(answer) => Response::Session(answer.body().to_owned_body()),
         Outcome::Queued => rx.recv_timeout(Duration::from_secs(10)).expect("the writer answers"),
     }
 }

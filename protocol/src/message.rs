@@ -453,6 +453,77 @@ wire_struct! {
     }
 }
 
+/// [`SessionBody`] borrowed from where its values already are, such as the
+/// daemon's cached record. It encodes to exactly the bytes of the
+/// `SessionBody` with the same values (bincode writes a slice as it writes a
+/// `Vec`, and a `&str` as a `String`), so a GET is answered without first
+/// copying every field. Keep the two in the same field order.
+#[derive(Debug, Clone, Copy, Encode)]
+#[bincode(crate = "crate::codec::bincode")]
+pub struct SessionBodyRef<'a> {
+    pub fields: &'a [Field],
+    pub version: u64,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub last_active_ms: u64,
+    pub expires_at_ms: u64,
+    pub ttl_ms: u64,
+    pub expiry: Expiry,
+    pub handle: &'a str,
+    pub user: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub ip_changed: bool,
+    pub user_agent_changed: bool,
+}
+
+impl SessionBodyRef<'_> {
+    /// Appends a SESSION answer frame, as `Response::Session` would.
+    pub fn encode_frame(&self, request_id: u32, out: &mut Vec<u8>) {
+        encode_frame(out, request_id, op::SESSION, |o| codec::encode_into(self, o));
+    }
+
+    pub fn to_owned_body(&self) -> SessionBody {
+        SessionBody {
+            fields: self.fields.to_vec(),
+            version: self.version,
+            created_ms: self.created_ms,
+            modified_ms: self.modified_ms,
+            last_active_ms: self.last_active_ms,
+            expires_at_ms: self.expires_at_ms,
+            ttl_ms: self.ttl_ms,
+            expiry: self.expiry,
+            handle: self.handle.to_owned(),
+            user: self.user.map(str::to_owned),
+            ip: self.ip.map(str::to_owned),
+            user_agent: self.user_agent.map(str::to_owned),
+            ip_changed: self.ip_changed,
+            user_agent_changed: self.user_agent_changed,
+        }
+    }
+}
+
+impl<'a> From<&'a SessionBody> for SessionBodyRef<'a> {
+    fn from(b: &'a SessionBody) -> Self {
+        Self {
+            fields: &b.fields,
+            version: b.version,
+            created_ms: b.created_ms,
+            modified_ms: b.modified_ms,
+            last_active_ms: b.last_active_ms,
+            expires_at_ms: b.expires_at_ms,
+            ttl_ms: b.ttl_ms,
+            expiry: b.expiry,
+            handle: &b.handle,
+            user: b.user.as_deref(),
+            ip: b.ip.as_deref(),
+            user_agent: b.user_agent.as_deref(),
+            ip_changed: b.ip_changed,
+            user_agent_changed: b.user_agent_changed,
+        }
+    }
+}
+
 wire_struct! {
     pub struct ExistsOk {
         pub exists: bool,
@@ -623,6 +694,16 @@ mod tests {
         #[test]
         fn every_response_round_trips(resp in any::<Response>()) {
             prop_assert_eq!(round_trip_response(&resp), resp);
+        }
+
+        #[test]
+        fn a_borrowed_session_body_encodes_like_the_owned_one(body in any::<SessionBody>()) {
+            let view = SessionBodyRef::from(&body);
+            let (mut borrowed, mut owned) = (Vec::new(), Vec::new());
+            view.encode_frame(7, &mut borrowed);
+            Response::Session(body.clone()).encode_frame(7, &mut owned);
+            prop_assert_eq!(borrowed, owned);
+            prop_assert_eq!(view.to_owned_body(), body);
         }
 
         #[test]

@@ -148,6 +148,11 @@ impl Conn {
         response.encode_frame(request_id, &mut self.wbuf);
     }
 
+    /// The output buffer, for answers encoded without a [`Response`].
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
     pub fn output_pending(&self) -> usize {
         self.wbuf.len() - self.wpos
     }

@@ -374,6 +374,10 @@ impl EventLoop {
                 }
                 self.answer(token, request_id, response);
             }
+            Outcome::Session(answer) => {
+                self.service.stats().latency(timing.opcode, timing.started);
+                answer.body().encode_frame(request_id, self.conns[token].output());
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use sessiond_protocol::KeysRotated;
 use sessiond_protocol::{
     Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
-    Request, Response, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
+    Request, Response, SessionBodyRef, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
 use sessiond_protocol::{Cycle, ListUser, Revoke, RevokeUser, SetMeta, UserSessions};
 
@@ -36,6 +36,9 @@ use crate::writer::{Job, Meta, Op, SubmitError, WriterQueue};
 pub enum Outcome {
     /// Answered at once.
     Now(Response),
+    /// A GET answered at once, still as the cached record it was read from:
+    /// the loop encodes it straight into the connection's output.
+    Session(SessionAnswer),
     /// Queued to the writer, which will answer through the `ReplyTo`.
     Queued,
 }
@@ -95,6 +98,7 @@ impl Service {
         Stats::add(&self.stats.requests, 1);
         let op = match self.route(request) {
             Ok(Routed::Now(response)) => return Outcome::Now(response),
+            Ok(Routed::Session(answer)) => return Outcome::Session(answer),
             Ok(Routed::Write(op)) => op,
             Ok(Routed::Sweep) => {
                 return match self.sweeper.request(reply()) {
@@ -124,18 +128,27 @@ impl Service {
             Request::Sweep(_) => Routed::Sweep,
             Request::Get(Get { key, touch, ip, user_agent }) => {
                 let live = self.live(&self.key(&key)?, touch)?;
-                let mut body = live.record.to_body(live.now, live.expires_at, live.last_active);
                 // Reported, not enforced: a changed IP is common (mobile
                 // networks), so the application decides what it means.
-                if let Some(ip) = ip {
-                    let ip = parse_ip(&ip)?;
-                    body.ip_changed = body.ip.as_ref().is_some_and(|stored| *stored != ip);
-                }
-                if let Some(ua) = user_agent {
-                    body.user_agent_changed =
-                        body.user_agent.as_ref().is_some_and(|stored| stored.as_str() != self.truncate_ua(&ua));
-                }
-                Routed::Now(Response::Session(body))
+                let ip_changed = match ip {
+                    Some(ip) => {
+                        let ip = parse_ip(&ip)?;
+                        live.record.ip.as_ref().is_some_and(|stored| *stored != ip)
+                    }
+                    None => false,
+                };
+                let user_agent_changed = user_agent.is_some_and(|ua| {
+                    live.record.user_agent.as_ref().is_some_and(|stored| stored.as_str() != self.truncate_ua(&ua))
+                });
+                Routed::Session(SessionAnswer {
+                    handle: SessionHandle::from_bytes(live.record.handle).encode(),
+                    record: live.record,
+                    now: live.now,
+                    expires_at: live.expires_at,
+                    last_active: live.last_active,
+                    ip_changed,
+                    user_agent_changed,
+                })
             }
             Request::Exists(KeyOnly { key }) => {
                 let exists = self.ttl.live(&self.key(&key)?, self.clock.now_ms()).is_some();
@@ -368,8 +381,33 @@ struct Live {
     now: u64,
 }
 
+/// A GET's answer: the record as cached, and what the TTL index and the
+/// request add to it.
+#[derive(Debug)]
+pub struct SessionAnswer {
+    record: Arc<Record>,
+    handle: String,
+    now: u64,
+    expires_at: u64,
+    last_active: u64,
+    ip_changed: bool,
+    user_agent_changed: bool,
+}
+
+impl SessionAnswer {
+    /// The SESSION body, borrowed from the record.
+    pub fn body(&self) -> SessionBodyRef<'_> {
+        SessionBodyRef {
+            ip_changed: self.ip_changed,
+            user_agent_changed: self.user_agent_changed,
+            ..self.record.body_ref(&self.handle, self.now, self.expires_at, self.last_active)
+        }
+    }
+}
+
 enum Routed {
     Now(Response),
+    Session(SessionAnswer),
     Write(Op),
     Sweep,
 }
