@@ -193,7 +193,7 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
             eprintln!("scale: loading {sessions} sessions into {label}");
             let keys = Arc::new(load(&server.target, sessions, &fields).await?);
             // Measure reads, not the write-back of what loading wrote: let
-            // the last checkpoint finish, then flush the page cache.
+            // the last checkpoint finish, then write every dirty page out.
             tokio::time::sleep(Duration::from_secs(3)).await;
             rustix::fs::sync();
             let run = RunConfig {

@@ -4,7 +4,7 @@
 //! later release can recognise and migrate old records.
 
 use sessiond_protocol::codec::{self, Decode, Encode};
-use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBody, SessionBodyRef, SessionHandle};
+use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBodyRef};
 
 pub const RECORD_V1: u8 = 1;
 
@@ -123,15 +123,10 @@ impl Record {
         RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes() + meta
     }
 
-    /// The session as GET returns it at `now_ms`. Expiry and last activity
-    /// come from the TTL index, which is ahead of the record after touches.
-    pub fn to_body(&self, now_ms: u64, expires_at_ms: u64, last_active_ms: u64) -> SessionBody {
-        let handle = SessionHandle::from_bytes(self.handle).encode();
-        self.body_ref(&handle, now_ms, expires_at_ms, last_active_ms).to_owned_body()
-    }
-
-    /// [`Record::to_body`] borrowed from this record, for encoding without
-    /// copying the fields; `handle` is this record's handle in text.
+    /// The session as GET returns it at `now_ms`, borrowed from this record
+    /// so it is encoded without copying the fields. Expiry and last activity
+    /// come from the TTL index, which is ahead of the record after touches;
+    /// `handle` is this record's handle in text.
     pub fn body_ref<'a>(
         &'a self,
         handle: &'a str,
