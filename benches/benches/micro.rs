@@ -12,7 +12,7 @@ use sessiond::config::Config;
 use sessiond::record::Record;
 use sessiond::tokens::{CookieClaims, Keyring, Tokens, TransferClaims};
 use sessiond_bench::sample_fields;
-use sessiond_protocol::{Expiry, Get, Request, Response, SessionBody, SessionKey, decode_frame};
+use sessiond_protocol::{Expiry, Get, PackedFields, Request, Response, SessionBody, SessionKey, decode_frame};
 
 fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
@@ -61,8 +61,12 @@ fn codec(c: &mut Criterion) {
     });
     // A GET's answer from a cached record: copied into a SessionBody first,
     // as the daemon once did, against encoded from the borrowed record.
-    let record =
-        Record::new(0, Expiry::Default, sample_fields(10, 100), sessiond::config::ExpiryConfig::default().rules());
+    let record = Record::new(
+        0,
+        Expiry::Default,
+        PackedFields::new(&sample_fields(10, 100)),
+        sessiond::config::ExpiryConfig::default().rules(),
+    );
     let handle = "oKGio6Slpqeoqaqr".to_owned();
     g.bench_function("answer GET: copy the record, then encode", |b| {
         let mut out = Vec::with_capacity(2048);
@@ -102,7 +106,7 @@ fn cache(c: &mut Criterion) {
             SessionKey::from_bytes(b)
         })
         .collect();
-    let record = Arc::new(Record::new(0, Expiry::Default, sample_fields(10, 100), rules));
+    let record = Arc::new(Record::new(0, Expiry::Default, PackedFields::new(&sample_fields(10, 100)), rules));
     for k in &keys {
         cache.publish(*k, Some(record.clone()), 0);
     }

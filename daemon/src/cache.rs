@@ -203,7 +203,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sessiond_protocol::{Expiry, Field};
+    use sessiond_protocol::{Expiry, Field, PackedFields};
 
     fn key(n: u8) -> SessionKey {
         SessionKey::from_bytes([n; 32])
@@ -211,7 +211,12 @@ mod tests {
 
     fn record(size: usize) -> Arc<Record> {
         let fields = vec![Field { name: "f".into(), value: vec![0; size] }];
-        Arc::new(Record::new(0, Expiry::Default, fields, crate::config::ExpiryConfig::default().rules()))
+        Arc::new(Record::new(
+            0,
+            Expiry::Default,
+            PackedFields::new(&fields),
+            crate::config::ExpiryConfig::default().rules(),
+        ))
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Network event-loop threads; 0 means half the cores, at least one.
     pub threads: usize,
-    /// Memory budget of the session cache, in bytes.
+    /// Memory budget of the session cache, in bytes; 0 means an eighth of
+    /// the memory sessiond may use (see [`Config::cache_bytes`]).
     pub cache_bytes: usize,
     /// redb's own page cache, in bytes: B-tree pages for reads that miss the
     /// session cache, and the pages written since the last checkpoint.
@@ -55,7 +56,7 @@ impl Default for Config {
             socket_group: None,
             access: AccessConfig::default(),
             threads: 0,
-            cache_bytes: 256 << 20,
+            cache_bytes: 0,
             db_cache_bytes: crate::store::DEFAULT_DB_CACHE_BYTES,
             log: "info".into(),
             durability: DurabilityConfig::default(),
@@ -391,6 +392,22 @@ impl Config {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
+    /// The session cache's budget. By default an eighth of the memory this
+    /// process may use: the machine's, or its cgroup's limit if lower (a
+    /// service unit's `MemoryMax`). A session store serves from memory
+    /// what fits; a fixed default would send most reads of a large session
+    /// set to redb on a machine that has room for all of it (at a million
+    /// sessions, a read that misses costs ~10 µs more). An eighth leaves
+    /// the rest to the web servers sharing the host, as [`Config::threads`]
+    /// leaves them half the cores. The budget caps the cache, it is not
+    /// taken up front.
+    pub fn cache_bytes(&self) -> usize {
+        if self.cache_bytes > 0 {
+            return self.cache_bytes;
+        }
+        usable_memory().map_or(FALLBACK_CACHE_BYTES, |m| (m / 8).max(MIN_AUTO_CACHE_BYTES))
+    }
+
     /// `None` in strict mode; the longest a relaxed write may stay unsynced in the log.
     pub fn flush_interval(&self) -> Option<Duration> {
         match self.durability.mode {
@@ -398,6 +415,44 @@ impl Config {
             DurabilityMode::Relaxed => Some(Duration::from_millis(self.durability.flush_interval_ms)),
         }
     }
+}
+
+/// The cache budget when the machine's memory cannot be read.
+const FALLBACK_CACHE_BYTES: usize = 256 << 20;
+/// The least an automatic cache budget is, however small the limit.
+const MIN_AUTO_CACHE_BYTES: usize = 32 << 20;
+
+/// The memory this process may use: the machine's (`MemTotal`), or less if
+/// a cgroup limit on its group or an ancestor's is lower (v2 `memory.max`,
+/// or v1 `memory.limit_in_bytes`).
+fn usable_memory() -> Option<usize> {
+    let total = mem_total(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
+    let groups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut files = Vec::new();
+    // Lines are "id:controllers:/path"; v2's is "0::/path".
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (root, file) = match (id, controllers) {
+            ("0", "") => ("/sys/fs/cgroup", "memory.max"),
+            (_, c) if c.split(',').any(|c| c == "memory") => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes"),
+            _ => continue,
+        };
+        for dir in Path::new(path.trim().trim_start_matches('/')).ancestors() {
+            files.push(Path::new(root).join(dir).join(file));
+        }
+    }
+    Some(lowest_limit(total, files.iter().filter_map(|f| std::fs::read_to_string(f).ok())))
+}
+
+fn mem_total(meminfo: &str) -> Option<usize> {
+    let kib = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<usize>().ok().map(|k| k.saturating_mul(1024))
+}
+
+/// `total`, or the lowest of the limit files' contents ("max" is no limit).
+fn lowest_limit(total: usize, limits: impl IntoIterator<Item = String>) -> usize {
+    limits.into_iter().filter_map(|m| m.trim().parse::<usize>().ok()).fold(total, usize::min)
 }
 
 /// The top-level settings that differ between two configurations.
@@ -463,6 +518,21 @@ mod tests {
                 .unwrap();
         assert_eq!(c.socket_mode().unwrap(), 0o600);
         assert_eq!(c.flush_interval(), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn the_cache_budget_is_an_eighth_of_usable_memory_unless_set() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_576_000 * 1024));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        // A service's MemoryMax, under a slice without a limit.
+        let limits = ["max\n".to_owned(), "2147483648\n".to_owned()];
+        assert_eq!(lowest_limit(24_576_000 * 1024, limits), 2 << 30);
+        assert_eq!(lowest_limit(1 << 30, ["max".to_owned()]), 1 << 30);
+
+        let memory = usable_memory().expect("/proc/meminfo is readable on Linux");
+        assert_eq!(Config::default().cache_bytes(), (memory / 8).max(MIN_AUTO_CACHE_BYTES));
+        assert_eq!(Config::from_toml("cache_bytes = 1000000").unwrap().cache_bytes(), 1_000_000);
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl Engine {
             aliases.publish(alias, Some(primary));
         }
         let stats = Arc::new(Stats::default());
-        let cache = Arc::new(Cache::new(config.cache_bytes));
+        let cache_bytes = config.cache_bytes();
+        tracing::info!(mib = cache_bytes >> 20, "session cache budget");
+        let cache = Arc::new(Cache::new(cache_bytes));
         let published = Published { cache: cache.clone(), ttl: ttl.clone(), aliases: aliases.clone() };
         let writer =
             Writer::spawn(store.clone(), published, stats.clone(), clock.clone(), writer_config(config), on_fatal)

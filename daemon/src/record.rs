@@ -4,12 +4,15 @@
 //! later release can recognise and migrate old records.
 
 use sessiond_protocol::codec::{self, Decode, Encode};
-use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, SessionBodyRef};
+use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, PackedFields, PackedFieldsBuilder, SessionBodyRef};
 
 pub const RECORD_V1: u8 = 1;
 
-/// Rough per-record overhead, for the cache's memory accounting.
-const RECORD_OVERHEAD: usize = 160;
+/// What a cached record holds besides its data, for the cache's memory
+/// accounting: the record itself behind its `Arc` counts, the cache's map
+/// slot (key and entry, at hashbrown's 7/8 load), and an allocator header
+/// for each of the two blocks.
+const RECORD_OVERHEAD: usize = std::mem::size_of::<Record>() + 16 + 64 + 2 * 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "sessiond_protocol::codec::bincode")]
@@ -21,8 +24,9 @@ pub struct Record {
     pub last_active_ms: u64,
     pub expires_at_ms: u64,
     pub expiry: Expiry,
-    /// Sorted by name, names unique.
-    pub fields: Vec<Field>,
+    /// Sorted by name, names unique; packed in one block (see
+    /// [`PackedFields`]), which is also their stored encoding.
+    pub fields: PackedFields,
     /// The public handle; stays the same across CYCLE.
     pub handle: [u8; HANDLE_BYTES],
     pub user: Option<String>,
@@ -49,7 +53,7 @@ pub struct ExpiryRules {
 }
 
 impl Record {
-    pub fn new(now_ms: u64, expiry: Expiry, fields: Vec<Field>, rules: ExpiryRules) -> Self {
+    pub fn new(now_ms: u64, expiry: Expiry, fields: PackedFields, rules: ExpiryRules) -> Self {
         let mut record = Self {
             version: 1,
             created_ms: now_ms,
@@ -113,14 +117,14 @@ impl Record {
 
     /// Bytes of session data, as limited by `max_session_bytes`.
     pub fn data_bytes(&self) -> usize {
-        data_bytes(&self.fields)
+        self.fields.data_bytes()
     }
 
     /// Approximate memory held by this record, for the cache budget.
     pub fn memory_bytes(&self) -> usize {
         let meta =
             [&self.user, &self.ip, &self.user_agent].iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
-        RECORD_OVERHEAD + self.fields.len() * 48 + self.data_bytes() + meta
+        RECORD_OVERHEAD + self.fields.encoded_len() + meta + self.aliases.len() * 32
     }
 
     /// The session as GET returns it at `now_ms`, borrowed from this record
@@ -171,8 +175,7 @@ impl Record {
     pub fn patched_size(&self, set: &[Field], remove: &[String]) -> (usize, usize) {
         let (mut count, mut bytes) = (self.fields.len() + set.len(), self.data_bytes() + data_bytes(set));
         for f in &self.fields {
-            let replaced = set.binary_search_by(|s| s.name.cmp(&f.name)).is_ok();
-            if replaced || remove.binary_search(&f.name).is_ok() {
+            if set.binary_search_by(|s| s.name.as_str().cmp(f.name)).is_ok() || is_named(remove, f.name) {
                 count -= 1;
                 bytes -= f.name.len() + f.value.len();
             }
@@ -180,16 +183,31 @@ impl Record {
         (count, bytes)
     }
 
-    /// Sets and removes fields; `set` and `remove` are sorted and unique.
-    pub fn patch(&mut self, set: Vec<Field>, remove: &[String]) {
-        self.fields.retain(|f| remove.binary_search(&f.name).is_err());
-        for field in set {
-            match self.fields.binary_search_by(|f| f.name.cmp(&field.name)) {
-                Ok(i) => self.fields[i] = field,
-                Err(i) => self.fields.insert(i, field),
+    /// Sets and removes fields; `set` and `remove` are sorted and unique. A
+    /// field both set and removed is set. The list is rebuilt in one pass,
+    /// merging `set` into the kept fields in name order.
+    pub fn patch(&mut self, set: &[Field], remove: &[String]) {
+        let mut out = PackedFieldsBuilder::with_capacity(self.fields.encoded_len() + data_bytes(set) + 4 * set.len());
+        let mut set = set.iter().peekable();
+        for f in &self.fields {
+            let mut replaced = false;
+            while let Some(s) = set.next_if(|s| s.name.as_str() <= f.name) {
+                out.push(&s.name, &s.value);
+                replaced = s.name == f.name;
+            }
+            if !replaced && !is_named(remove, f.name) {
+                out.push(f.name, f.value);
             }
         }
+        for s in set {
+            out.push(&s.name, &s.value);
+        }
+        self.fields = out.finish();
     }
+}
+
+fn is_named(names: &[String], name: &str) -> bool {
+    names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
 }
 
 pub fn data_bytes(fields: &[Field]) -> usize {
@@ -204,6 +222,10 @@ mod tests {
         Field { name: name.into(), value: value.as_bytes().to_vec() }
     }
 
+    fn packed(fields: &[Field]) -> PackedFields {
+        PackedFields::new(fields)
+    }
+
     const RULES: ExpiryRules = ExpiryRules { default_idle_secs: 100, max_lifetime_ms: None };
 
     fn rules(default_idle_secs: u32) -> ExpiryRules {
@@ -212,7 +234,7 @@ mod tests {
 
     #[test]
     fn stored_form_round_trips_and_starts_with_the_format_byte() {
-        let r = Record::new(1_000, Expiry::IdleSecs(60), vec![field("a", "1")], RULES);
+        let r = Record::new(1_000, Expiry::IdleSecs(60), packed(&[field("a", "1")]), RULES);
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_V1);
         assert_eq!(Record::decode(&bytes).unwrap(), r);
@@ -222,7 +244,7 @@ mod tests {
 
     #[test]
     fn idle_expiry_slides_with_activity_and_never_moves_back() {
-        let mut r = Record::new(10_000, Expiry::IdleSecs(30), vec![], RULES);
+        let mut r = Record::new(10_000, Expiry::IdleSecs(30), PackedFields::default(), RULES);
         assert_eq!(r.expires_at_ms, 40_000);
         assert!(r.is_live(39_999));
         assert!(!r.is_live(40_000));
@@ -234,13 +256,13 @@ mod tests {
 
     #[test]
     fn default_and_browser_close_use_the_daemon_default() {
-        assert_eq!(Record::new(0, Expiry::Default, vec![], rules(7)).expires_at_ms, 7_000);
-        assert_eq!(Record::new(0, Expiry::BrowserClose, vec![], rules(7)).expires_at_ms, 7_000);
+        assert_eq!(Record::new(0, Expiry::Default, PackedFields::default(), rules(7)).expires_at_ms, 7_000);
+        assert_eq!(Record::new(0, Expiry::BrowserClose, PackedFields::default(), rules(7)).expires_at_ms, 7_000);
     }
 
     #[test]
     fn an_absolute_expiry_ignores_activity() {
-        let mut r = Record::new(0, Expiry::At(50_000), vec![], RULES);
+        let mut r = Record::new(0, Expiry::At(50_000), PackedFields::default(), RULES);
         r.mark_active(40_000, RULES);
         r.mark_modified(45_000, RULES);
         assert_eq!(r.expires_at_ms, 50_000);
@@ -249,7 +271,7 @@ mod tests {
     #[test]
     fn the_lifetime_cap_ends_even_a_constantly_active_session() {
         let capped = ExpiryRules { default_idle_secs: 600, max_lifetime_ms: Some(12 * 3_600_000) };
-        let mut r = Record::new(0, Expiry::Default, vec![], capped);
+        let mut r = Record::new(0, Expiry::Default, PackedFields::default(), capped);
         for minute in (10..=12 * 60).step_by(10) {
             r.mark_active(minute * 60_000, capped);
         }
@@ -259,16 +281,20 @@ mod tests {
 
     #[test]
     fn setting_a_policy_may_shorten_the_expiry() {
-        let mut r = Record::new(0, Expiry::IdleSecs(3600), vec![], RULES);
+        let mut r = Record::new(0, Expiry::IdleSecs(3600), PackedFields::default(), RULES);
         r.set_expiry(Expiry::IdleSecs(10), 1_000, RULES);
         assert_eq!((r.expires_at_ms, r.version, r.expiry), (11_000, 2, Expiry::IdleSecs(10)));
     }
 
     #[test]
     fn patch_sets_and_removes_keeping_order() {
-        let mut r = Record::new(0, Expiry::Default, vec![field("a", "1"), field("c", "3")], RULES);
-        r.patch(vec![field("b", "2"), field("c", "33")], &["a".to_string()]);
-        assert_eq!(r.fields, vec![field("b", "2"), field("c", "33")]);
+        let mut r = Record::new(0, Expiry::Default, packed(&[field("a", "1"), field("c", "3")]), RULES);
+        r.patch(&[field("b", "2"), field("c", "33")], &["a".to_string()]);
+        assert_eq!(r.fields.to_vec(), vec![field("b", "2"), field("c", "33")]);
+        // Set before, between and after the kept fields; one set and removed.
+        r.patch(&[field("a", "0"), field("bb", "x"), field("c", "4"), field("d", "5")], &["b".into(), "c".into()]);
+        let names: Vec<_> = r.fields.iter().map(|f| (f.name, f.value)).collect();
+        assert_eq!(names, [("a", &b"0"[..]), ("bb", b"x"), ("c", b"4"), ("d", b"5")]);
     }
 
     #[test]
@@ -283,9 +309,9 @@ mod tests {
             (vec![], vec!["x".into(), "c".into()]),
         ];
         for (set, remove) in cases {
-            let mut r = Record::new(0, Expiry::Default, base.clone(), RULES);
+            let mut r = Record::new(0, Expiry::Default, packed(&base), RULES);
             let projected = r.patched_size(&set, &remove);
-            r.patch(set.clone(), &remove);
+            r.patch(&set, &remove);
             assert_eq!(projected, (r.fields.len(), r.data_bytes()), "set {set:?} remove {remove:?}");
         }
     }

@@ -8,11 +8,13 @@
 
 pub mod codec;
 pub mod error;
+pub mod fields;
 pub mod frame;
 pub mod key;
 pub mod message;
 
 pub use error::{DecodeError, ErrorCode, FrameError};
+pub use fields::{FieldRef, PackedFields, PackedFieldsBuilder};
 pub use frame::{Frame, FrameHeader, HEADER_LEN, decode_frame, encode_frame};
 pub use key::{HANDLE_BYTES, HANDLE_CHARS, HandleError, KEY_BYTES, KEY_CHARS, KeyError, SessionHandle, SessionKey};
 pub use message::*;

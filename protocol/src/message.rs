@@ -7,6 +7,7 @@
 
 use crate::codec::{self, Decode, Encode};
 use crate::error::DecodeError;
+use crate::fields::PackedFields;
 use crate::frame::encode_frame;
 
 /// Opcodes. Ranges are reserved so later operations keep related numbers:
@@ -455,13 +456,14 @@ wire_struct! {
 
 /// [`SessionBody`] borrowed from where its values already are, such as the
 /// daemon's cached record. It encodes to exactly the bytes of the
-/// `SessionBody` with the same values (bincode writes a slice as it writes a
-/// `Vec`, and a `&str` as a `String`), so a GET is answered without first
-/// copying every field. Keep the two in the same field order.
+/// `SessionBody` with the same values ([`PackedFields`] holds the `Vec`'s
+/// encoding, and bincode writes a `&str` as a `String`), so a GET is
+/// answered without first copying every field. Keep the two in the same
+/// field order.
 #[derive(Debug, Clone, Copy, Encode)]
 #[bincode(crate = "crate::codec::bincode")]
 pub struct SessionBodyRef<'a> {
-    pub fields: &'a [Field],
+    pub fields: &'a PackedFields,
     pub version: u64,
     pub created_ms: u64,
     pub modified_ms: u64,
@@ -503,24 +505,27 @@ impl SessionBodyRef<'_> {
     }
 }
 
-impl<'a> From<&'a SessionBody> for SessionBodyRef<'a> {
-    fn from(b: &'a SessionBody) -> Self {
-        Self {
-            fields: &b.fields,
-            version: b.version,
-            created_ms: b.created_ms,
-            modified_ms: b.modified_ms,
-            last_active_ms: b.last_active_ms,
-            expires_at_ms: b.expires_at_ms,
-            ttl_ms: b.ttl_ms,
-            expiry: b.expiry,
-            handle: &b.handle,
-            user: b.user.as_deref(),
-            ip: b.ip.as_deref(),
-            user_agent: b.user_agent.as_deref(),
-            ip_changed: b.ip_changed,
-            user_agent_changed: b.user_agent_changed,
-        }
+impl SessionBody {
+    /// Calls `f` with this body borrowed, its fields packed: the form the
+    /// daemon encodes GET answers from.
+    pub fn with_borrowed<R>(&self, f: impl FnOnce(&SessionBodyRef<'_>) -> R) -> R {
+        let fields = PackedFields::new(&self.fields);
+        f(&SessionBodyRef {
+            fields: &fields,
+            version: self.version,
+            created_ms: self.created_ms,
+            modified_ms: self.modified_ms,
+            last_active_ms: self.last_active_ms,
+            expires_at_ms: self.expires_at_ms,
+            ttl_ms: self.ttl_ms,
+            expiry: self.expiry,
+            handle: &self.handle,
+            user: self.user.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            ip_changed: self.ip_changed,
+            user_agent_changed: self.user_agent_changed,
+        })
     }
 }
 
@@ -698,12 +703,15 @@ mod tests {
 
         #[test]
         fn a_borrowed_session_body_encodes_like_the_owned_one(body in any::<SessionBody>()) {
-            let view = SessionBodyRef::from(&body);
-            let (mut borrowed, mut owned) = (Vec::new(), Vec::new());
-            view.encode_frame(7, &mut borrowed);
+            let (borrowed, copied) = body.with_borrowed(|view| {
+                let mut out = Vec::new();
+                view.encode_frame(7, &mut out);
+                (out, view.to_owned_body())
+            });
+            let mut owned = Vec::new();
             Response::Session(body.clone()).encode_frame(7, &mut owned);
             prop_assert_eq!(borrowed, owned);
-            prop_assert_eq!(view.to_owned_body(), body);
+            prop_assert_eq!(copied, body);
         }
 
         #[test]

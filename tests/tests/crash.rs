@@ -244,7 +244,7 @@ fn check(db: &Path, model: &mut Model) {
         .into_iter()
         .map(|(key, record)| {
             assert_eq!(record.fields.len(), 1, "records hold exactly what clients wrote");
-            (key.encode(), String::from_utf8(record.fields[0].value.clone()).unwrap())
+            (key.encode(), String::from_utf8(record.fields.to_vec().remove(0).value).unwrap())
         })
         .collect();
     drop(store);

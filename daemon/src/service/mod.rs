@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 
 use sessiond_protocol::KeysRotated;
 use sessiond_protocol::{
-    Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, Patch, Replace,
-    Request, Response, SessionBodyRef, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
+    Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, PackedFields, Patch,
+    Replace, Request, Response, SessionBodyRef, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
 use sessiond_protocol::{Cycle, ListUser, Revoke, RevokeUser, SetMeta, UserSessions};
 
@@ -162,7 +162,7 @@ impl Service {
                 Routed::Write(Op::SetExpiry { key: parse_key(&key)?, expiry })
             }
             Request::Create(Create { fields, expiry, meta }) => Routed::Write(Op::Create {
-                fields: self.check_fields(fields)?,
+                fields: PackedFields::new(&self.check_fields(fields)?),
                 expiry,
                 meta: Meta {
                     user: meta.user.map(|u| check_user(&u).map(|()| u)).transpose()?,
@@ -172,7 +172,7 @@ impl Service {
             }),
             Request::Replace(Replace { key, fields, expected_version }) => Routed::Write(Op::Replace {
                 key: parse_key(&key)?,
-                fields: self.check_fields(fields)?,
+                fields: PackedFields::new(&self.check_fields(fields)?),
                 expected_version,
             }),
             Request::Patch(patch) => Routed::Write(self.check_patch(patch)?),

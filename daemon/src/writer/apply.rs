@@ -73,13 +73,13 @@ impl Applier<'_> {
             }
             Op::Replace { key, fields, expected_version } => {
                 let key = batch.resolve(*key)?;
-                let size = |_: &Record| (fields.len(), crate::record::data_bytes(fields));
+                let size = |_: &Record| (fields.len(), fields.data_bytes());
                 self.modify(batch, key, *expected_version, size, |r| r.fields = fields.clone(), Response::Replaced)
             }
             Op::Patch { key, set, remove, expected_version } => {
                 let key = batch.resolve(*key)?;
                 let size = |r: &Record| r.patched_size(set, remove);
-                self.modify(batch, key, *expected_version, size, |r| r.patch(set.clone(), remove), Response::Patched)
+                self.modify(batch, key, *expected_version, size, |r| r.patch(set, remove), Response::Patched)
             }
             Op::Delete { key } => {
                 // Through any of its keys, logout ends the whole session.

@@ -50,7 +50,7 @@ mod apply;
 mod batch;
 
 use redb::{Durability, WriteTransaction};
-use sessiond_protocol::{ErrorCode, Expiry, Field, Response, SessionHandle, SessionKey};
+use sessiond_protocol::{ErrorCode, Expiry, Field, PackedFields, Response, SessionHandle, SessionKey};
 
 use self::apply::Applier;
 use self::batch::{Batch, Changes};
@@ -69,13 +69,13 @@ use crate::wal::Redo;
 #[derive(Debug)]
 pub enum Op {
     Create {
-        fields: Vec<Field>,
+        fields: PackedFields,
         expiry: Expiry,
         meta: Meta,
     },
     Replace {
         key: SessionKey,
-        fields: Vec<Field>,
+        fields: PackedFields,
         expected_version: Option<u64>,
     },
     /// `set` and `remove` are sorted and unique.
