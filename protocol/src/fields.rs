@@ -92,12 +92,6 @@ impl std::fmt::Debug for PackedFields {
     }
 }
 
-impl From<&[Field]> for PackedFields {
-    fn from(fields: &[Field]) -> Self {
-        Self::new(fields)
-    }
-}
-
 impl<'a> IntoIterator for &'a PackedFields {
     type Item = FieldRef<'a>;
     type IntoIter = Iter<'a>;

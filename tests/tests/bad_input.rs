@@ -109,6 +109,35 @@ async fn malformed_frames_close_only_their_connection() {
     assert!(rejected >= 5, "rejections are counted: {rejected}");
 }
 
+/// A whole request and the client's hang-up that reach the daemon together
+/// (it is stopped while they are sent): the request is answered and the
+/// connection closed at once, not at the idle timeout. The hang-up is seen
+/// only by reading past the request's bytes, which a read that returns
+/// fewer bytes than asked for would otherwise end.
+#[test]
+fn a_request_and_a_hang_up_arriving_together_are_both_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let mut ping = Vec::new();
+    Request::Ping(sessiond_protocol::Empty {}).encode_frame(2, &mut ping);
+    for _ in 0..3 {
+        // Greeted first, so the connection is registered and idle.
+        let mut s = connect(&daemon.socket);
+        let greeting = hello(1, PROTOCOL_VERSION);
+        s.write_all(&greeting).unwrap();
+        let mut answer = [0u8; HEADER_LEN];
+        s.read_exact(&mut answer).unwrap();
+        let header = FrameHeader::parse(&answer, u32::MAX).unwrap();
+        s.read_exact(&mut vec![0; header.body_len as usize]).unwrap();
+        daemon.signal(rustix::process::Signal::STOP);
+        s.write_all(&ping).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        daemon.signal(rustix::process::Signal::CONT);
+        let frames = frames_until_close(&mut s);
+        assert!(matches!(frames.as_slice(), [(h, Response::Pong(_))] if h.request_id == 2), "{frames:?}");
+    }
+}
+
 fn run_cases(socket: &Path) {
     // Bad CRC on the very first frame: the header is whole, so its id is echoed.
     expect_error_then_close(socket, &with_flipped_body_bit(hello(7, PROTOCOL_VERSION)), 7, ErrorCode::BadFrame);

@@ -342,7 +342,8 @@ fn sessionctl_lists_and_revokes() {
     assert!(out.contains("192.0.2.1") && out.contains("Safari") && !out.contains(&second), "{out}");
     assert!(ctl(&["--json", "list", "--user", "alice"]).1.starts_with("[{\"created_ms\""));
     assert_eq!(ctl(&["revoke", "--user", "alice", "--keep", &handle]).1, "revoked 1");
-    assert_eq!(ctl(&["get", &second]).0, 3);
+    let (code, out, err) = ctl(&["get", &second]);
+    assert_eq!(code, 3, "the revoked session: stdout {out:?}, stderr {err:?}");
     assert_eq!(ctl(&["--json", "revoke", "--handle", &handle]).1, "{\"revoked\":1}");
     assert_eq!(ctl(&["list", "--user", "alice"]).1, "");
     assert_eq!(ctl(&["revoke"]).0, 2, "--user or --handle is required");

@@ -11,7 +11,11 @@ const INITIAL_READ_BUF: usize = 4096;
 
 #[derive(Debug)]
 pub(super) enum ReadOutcome {
-    Data,
+    /// Bytes arrived; `drained`: fewer than asked for, so the socket's
+    /// receive queue was empty when the read returned.
+    Data {
+        drained: bool,
+    },
     WouldBlock,
     Eof,
 }
@@ -58,6 +62,13 @@ pub(super) struct Conn {
     pub frame_started: Option<Instant>,
     /// Stopped reading at the in-flight limit (counted once per stop).
     pub paused: bool,
+    /// The socket may hold unread bytes: set by every poll event for it,
+    /// cleared when a read finds the receive queue empty. Polling is
+    /// edge-triggered, so a cleared flag is set again by the next arrival.
+    pub readable: bool,
+    /// The peer closed its side (or the socket failed): read until EOF,
+    /// since no further event will come to report it.
+    pub read_closed: bool,
 }
 
 impl Conn {
@@ -79,6 +90,8 @@ impl Conn {
             last_activity: Instant::now(),
             frame_started: None,
             paused: false,
+            readable: true,
+            read_closed: false,
         }
     }
 
@@ -104,15 +117,16 @@ impl Conn {
                 self.rbuf.resize(grown, 0);
             }
         }
+        let space = self.rbuf.len() - self.hi;
         match self.stream.read(&mut self.rbuf[self.hi..]) {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.hi += n;
                 self.last_activity = Instant::now();
-                Ok(ReadOutcome::Data)
+                Ok(ReadOutcome::Data { drained: n < space })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data { drained: false }),
             Err(e) => Err(e),
         }
     }

@@ -106,7 +106,13 @@ impl EventLoop {
                 match event.token() {
                     WAKER => {}
                     LISTENER => self.accept_all(),
-                    Token(t) => self.schedule(t),
+                    Token(t) => {
+                        if let Some(conn) = self.conns.get_mut(t) {
+                            conn.readable = true;
+                            conn.read_closed |= event.is_read_closed() || event.is_error();
+                        }
+                        self.schedule(t);
+                    }
                 }
             }
             self.mailbox.take(&mut mail);
@@ -277,9 +283,19 @@ impl EventLoop {
 
     /// Serves buffered frames and reads more while the connection may take
     /// more work, then flushes its answers once. Reads continue until the
-    /// socket would block, as edge-triggered polling requires, unless
+    /// socket is drained, as edge-triggered polling requires, unless
     /// backpressure stops them; whatever lifts the backpressure (an answer,
     /// a flush) drives the connection again.
+    ///
+    /// A read that returns fewer bytes than asked for shows the socket
+    /// drained (a stream socket's read takes all that is queued, up to the
+    /// size asked), so no read is spent on the `WouldBlock` that would
+    /// follow, and a drive for an answer does not read at all: one system
+    /// call fewer per request (tokio's streams do the same). The peer's
+    /// close can only be seen by reading on, so after a close event reads go
+    /// on to EOF. (A read also stops short at an out-of-band mark; a client
+    /// sending out-of-band data can only stall its own connection, which
+    /// the idle and frame timeouts then close.)
     fn drive(&mut self, token: usize) {
         let capacity = read_capacity(self.config.max_frame);
         let mut served = 0;
@@ -294,12 +310,15 @@ impl EventLoop {
                 break;
             }
             conn.paused = false;
-            if conn.closing || conn.peer_eof {
+            if conn.closing || conn.peer_eof || !conn.readable {
                 break;
             }
             match conn.read_some(capacity) {
-                Ok(ReadOutcome::Data) => {}
-                Ok(ReadOutcome::WouldBlock) => break,
+                Ok(ReadOutcome::Data { drained }) => conn.readable = !drained || conn.read_closed,
+                Ok(ReadOutcome::WouldBlock) => {
+                    conn.readable = false;
+                    break;
+                }
                 Ok(ReadOutcome::Eof) => {
                     conn.peer_eof = true;
                     break;
