@@ -157,29 +157,41 @@ pub async fn compare(config: &CompareConfig) -> Result<String, Error> {
     Ok(md)
 }
 
-/// One scale measurement: a fresh server loaded with `sessions`.
+/// One server of the scale step and what it measured.
 struct Scaled {
-    report: Report,
+    label: &'static str,
+    sessions: usize,
+    server: Server,
+    keys: Arc<Vec<String>>,
     /// sessiond: its database and log after loading; Redis: none.
     disk_bytes: Option<u64>,
+    /// One report per round.
+    reports: Vec<Report>,
 }
 
-/// Warm-up before each scale measurement. After loading a million sessions
-/// sessiond's session cache and redb's page cache hold what loading wrote
-/// last, not what uniform reads need, and they take seconds to settle: in
-/// one probe the first 5 s measured p50 82 µs, the next 20 s 64-72 µs. A
-/// running server serves from the settled state, so that is what is measured.
+/// Warm-up before each server's first scale measurement. After loading a
+/// million sessions sessiond's session cache and redb's page cache hold what
+/// loading wrote last, not what uniform reads need, and they take seconds to
+/// settle: in one probe the first 5 s measured p50 82 µs, the next 20 s
+/// 64-72 µs. A running server serves from the settled state, so that is
+/// what is measured.
 const SCALE_WARMUP: Duration = Duration::from_secs(10);
 
-/// `get` on one connection, with `sessions` and with `scale_sessions`
-/// loaded into fresh servers (sessiond strict, Redis without persistence),
-/// interleaved; and each server's resident memory (and sessiond's files)
-/// per session at the larger size.
+/// `get` on one connection against four servers loaded at once (sessiond
+/// strict and Redis without persistence, each with `sessions` and with
+/// `scale_sessions`), measured in interleaved rounds like the main table;
+/// and each server's resident memory (and sessiond's files) per session.
+///
+/// All four are loaded before any is measured, so the small and the large
+/// server of a pair are measured seconds apart in every round: measured one
+/// size after the other, minutes apart, the ratio moved between 0.91x and
+/// 1.32x from run to run on this shared machine, for Redis as much as for
+/// sessiond.
 async fn scale(config: &CompareConfig) -> Result<String, Error> {
     let fields =
         crate::sample_fields(config.fields, config.value_size).into_iter().map(|f| (f.name, f.value)).collect();
     let sizes = [config.sessions, config.scale_sessions];
-    let mut rows: Vec<(&str, usize, Scaled)> = Vec::new();
+    let mut servers: Vec<Scaled> = Vec::new();
     for &sessions in &sizes {
         for label in ["sessiond strict", "redis no persistence"] {
             // Checkpoints at least every second, so the last one after
@@ -192,34 +204,43 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
             };
             eprintln!("scale: loading {sessions} sessions into {label}");
             let keys = Arc::new(load(&server.target, sessions, &fields).await?);
-            // Measure reads, not the write-back of what loading wrote: let
-            // the last checkpoint finish, then write every dirty page out.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            rustix::fs::sync();
+            servers.push(Scaled { label, sessions, server, keys, disk_bytes: None, reports: Vec::new() });
+        }
+    }
+    // Measure reads, not the write-back of what loading wrote: let the last
+    // checkpoint finish, then write every dirty page out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rustix::fs::sync();
+    for s in &mut servers {
+        s.disk_bytes = matches!(s.server.target, Target::Sessiond(_)).then(|| {
+            let data = s.server.dir.path().join("data");
+            ["sessions.redb", "sessions.log"]
+                .iter()
+                .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+                .map(|m| m.len())
+                .sum()
+        });
+    }
+    for round in 0..config.rounds.max(1) {
+        let n = servers.len();
+        for i in 0..n {
+            let s = &mut servers[(i + round) % n];
             let run = RunConfig {
-                target: server.target.clone(),
-                label: format!("{label}, {sessions} sessions"),
+                target: s.server.target.clone(),
+                label: format!("{}, {} sessions", s.label, s.sessions),
                 workload: Workload::Get,
                 connections: 1,
                 pipeline: 1,
-                warmup: config.warmup.max(SCALE_WARMUP),
+                warmup: if round == 0 { config.warmup.max(SCALE_WARMUP) } else { config.warmup },
                 duration: config.duration,
                 fields: config.fields,
                 value_size: config.value_size,
-                server_pid: Some(server.child.id()),
+                server_pid: Some(s.server.child.id()),
                 progress: false,
             };
-            let report = crate::run::run(&run, keys).await?;
-            eprintln!("scale: {}", report.text().lines().next().unwrap_or(""));
-            let disk_bytes = matches!(server.target, Target::Sessiond(_)).then(|| {
-                let data = server.dir.path().join("data");
-                ["sessions.redb", "sessions.log"]
-                    .iter()
-                    .filter_map(|f| std::fs::metadata(data.join(f)).ok())
-                    .map(|m| m.len())
-                    .sum()
-            });
-            rows.push((label, sessions, Scaled { report, disk_bytes }));
+            let report = crate::run::run(&run, s.keys.clone()).await?;
+            eprintln!("scale: round {}/{}: {}", round + 1, config.rounds, report.text().lines().next().unwrap_or(""));
+            s.reports.push(report);
         }
     }
     let mut md = String::new();
@@ -228,31 +249,34 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
     let _ =
         writeln!(md, "| target | sessions | p50 µs | p99 µs | ops/s | RSS MiB | RSS per session | files per session |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (label, sessions, s) in &rows {
-        let r = &s.report;
+    for s in &servers {
+        let r = median(&s.reports);
         let rss = r.server.rss_bytes.unwrap_or(0);
-        let files = s.disk_bytes.map_or("–".to_owned(), |b| format!("{} B", b / *sessions as u64));
+        let files = s.disk_bytes.map_or("–".to_owned(), |b| format!("{} B", b / s.sessions as u64));
         let _ = writeln!(
             md,
-            "| {label} | {sessions} | {:.1} | {:.1} | {:.0} | {:.0} | {} B | {files} |",
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {} B | {files} |",
+            s.label,
+            s.sessions,
             r.latency_us.p50,
             r.latency_us.p99,
             r.ops_per_sec,
             rss as f64 / (1 << 20) as f64,
-            rss / *sessions as u64
+            rss / s.sessions as u64
         );
     }
-    let p50 = |label: &str, n: usize| {
-        rows.iter().find(|(l, s, _)| *l == label && *s == n).map(|(_, _, s)| s.report.latency_us.p50)
+    let _ = writeln!(md);
+    let of = |label: &str, n: usize| {
+        servers.iter().find(|s| s.label == label && s.sessions == n).map(|s| s.reports.as_slice())
     };
     for label in ["sessiond strict", "redis no persistence"] {
-        if let (Some(small), Some(large)) = (p50(label, sizes[0]), p50(label, sizes[1])) {
-            let _ =
-                writeln!(md, "- {label}: p50 with {} sessions / with {}: {:.2}x", sizes[1], sizes[0], large / small);
+        if let (Some(small), Some(large)) = (of(label, sizes[0]), of(label, sizes[1])) {
+            let p50 = Paired::of(large, small, |r| r.latency_us.p50);
+            let _ = writeln!(md, "- {label}: p50 with {} sessions / with {}: {p50}", sizes[1], sizes[0]);
         }
     }
     let _ = writeln!(md);
-    let json: Vec<&Report> = rows.iter().map(|(_, _, s)| &s.report).collect();
+    let json: Vec<&Report> = servers.iter().flat_map(|s| &s.reports).collect();
     std::fs::write(config.out_dir.join("results/scale.json"), serde_json::to_vec_pretty(&json)?)?;
     Ok(md)
 }
@@ -264,9 +288,51 @@ fn median(reports: &[Report]) -> &Report {
     sorted[sorted.len() / 2]
 }
 
+/// A ratio between two targets taken round by round: within a round the two
+/// ran seconds apart, so a machine that drifts between rounds (it is shared)
+/// moves both sides alike. The median of the per-round ratios stands for the
+/// pair; the spread across rounds is printed beside it so the noise shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Paired {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Paired {
+    /// `a[i]` and `b[i]` are the same round's reports.
+    fn of(a: &[Report], b: &[Report], metric: impl Fn(&Report) -> f64) -> Self {
+        Self::from_ratios(a.iter().zip(b).map(|(a, b)| metric(a) / metric(b)).collect())
+    }
+
+    fn from_ratios(mut ratios: Vec<f64>) -> Self {
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => ratios[n / 2],
+            _ => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        };
+        Self {
+            median,
+            min: ratios.first().copied().unwrap_or(f64::NAN),
+            max: ratios.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+impl std::fmt::Display for Paired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2}x (rounds {:.2}-{:.2}x)", self.median, self.min, self.max)
+    }
+}
+
 fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Report>>]) -> Result<String, Error> {
     std::fs::create_dir_all(config.out_dir.join("results"))?;
-    let mut md = String::new();
+    let mut md = String::from(
+        "Each row is the target's round with the median throughput. Each ratio is the median of the \
+         ratios taken round by round, with their range across the rounds in brackets.\n\n",
+    );
     for (c, (workload, connections)) in CASES.iter().enumerate() {
         let case = format!("{} x {connections} connections", workload.name());
         let _ = writeln!(md, "### {case}\n");
@@ -283,28 +349,20 @@ fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Rep
                 r.ops_per_sec, l.p50, l.p99, l.p999, l.max, r.errors
             );
         }
-        let by = |label: &str| labels.iter().position(|l| *l == label).map(|t| median(&results[c][t]));
+        let of = |label: &str| labels.iter().position(|l| *l == label).map(|t| results[c][t].as_slice());
         let mut ratios = Vec::new();
-        if let (Some(s), Some(r)) = (by("sessiond strict"), by("redis always")) {
-            ratios.push(format!("sessiond strict / redis always: {:.2}x throughput", s.ops_per_sec / r.ops_per_sec));
-        }
-        if let (Some(s), Some(r)) = (by("sessiond relaxed 1s"), by("redis everysec")) {
-            ratios.push(format!("sessiond relaxed / redis everysec: {:.2}x throughput", s.ops_per_sec / r.ops_per_sec));
-        }
-        if let (Some(s), Some(r)) = (by("sessiond strict"), by("redis no persistence")) {
-            ratios.push(format!(
-                "sessiond strict / redis no persistence: {:.2}x throughput, p99 {:.2}x",
-                s.ops_per_sec / r.ops_per_sec,
-                s.latency_us.p99 / r.latency_us.p99
-            ));
-        }
-        if let (Some(s), Some(e)) = (by("sessiond strict"), by("echo")) {
-            ratios.push(format!(
-                "sessiond strict / echo: {:.2}x throughput, p50 {:.2}x",
-                s.ops_per_sec / e.ops_per_sec,
-                s.latency_us.p50 / e.latency_us.p50
-            ));
-        }
+        let mut ratio = |a: &str, b: &str, what: &str, metric: fn(&Report) -> f64| {
+            if let (Some(x), Some(y)) = (of(a), of(b)) {
+                ratios.push(format!("{a} / {b}: {what} {}", Paired::of(x, y, metric)));
+            }
+        };
+        let throughput: fn(&Report) -> f64 = |r| r.ops_per_sec;
+        ratio("sessiond strict", "redis always", "throughput", throughput);
+        ratio("sessiond relaxed 1s", "redis everysec", "throughput", throughput);
+        ratio("sessiond strict", "redis no persistence", "throughput", throughput);
+        ratio("sessiond strict", "redis no persistence", "p99", |r| r.latency_us.p99);
+        ratio("sessiond strict", "echo", "throughput", throughput);
+        ratio("sessiond strict", "echo", "p50", |r| r.latency_us.p50);
         let _ = writeln!(md, "\n{}\n", ratios.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n"));
         let svg = format!("results/{}-{connections}.svg", workload.name());
         plot(&config.out_dir.join(&svg), &case, labels, &results[c])?;
@@ -348,4 +406,18 @@ fn plot(path: &Path, case: &str, labels: &[&str], reports: &[Vec<Report>]) -> Re
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Paired;
+
+    #[test]
+    fn a_paired_ratio_is_the_median_of_the_rounds_with_their_range() {
+        let p = Paired::from_ratios(vec![1.32, 1.05, 1.24, 1.09, 1.31]);
+        assert_eq!(p, Paired { median: 1.24, min: 1.05, max: 1.32 });
+        assert_eq!(p.to_string(), "1.24x (rounds 1.05-1.32x)");
+        let even = Paired::from_ratios(vec![2.0, 1.0, 4.0, 3.0]);
+        assert_eq!(even.median, 2.5);
+    }
 }
