@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
-    pub rounds: usize,
+    /// Every ratio is taken round by round, so there is at least one.
+    pub rounds: NonZeroUsize,
     pub warmup: Duration,
     pub duration: Duration,
     pub sessions: usize,
@@ -119,7 +121,7 @@ pub async fn compare(config: &CompareConfig) -> Result<String, Error> {
     let labels: Vec<&str> = servers.iter().map(|s| s.label).chain(["echo"]).collect();
     // results[case][target] = one report per round.
     let mut results: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); labels.len()]; CASES.len()];
-    for round in 0..config.rounds {
+    for round in 0..config.rounds.get() {
         for (c, (workload, connections)) in CASES.iter().enumerate() {
             for t in 0..labels.len() {
                 // Rotate the order each round so no target always runs first.
@@ -221,7 +223,7 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
                 .sum()
         });
     }
-    for round in 0..config.rounds.max(1) {
+    for round in 0..config.rounds.get() {
         let n = servers.len();
         for i in 0..n {
             let s = &mut servers[(i + round) % n];

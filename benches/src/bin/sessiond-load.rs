@@ -4,6 +4,7 @@
 //! `sessiond-load run --target sessiond:PATH --workload web --connections 50 --duration 10`
 //! `sessiond-load compare --rounds 5 --duration 5 --scale-sessions 1000000 --out benches`
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,8 +63,8 @@ enum Command {
     /// workloads on each and on echo, interleaved; print the tables and write
     /// them, the raw reports and the plots under OUT/results/.
     Compare {
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
+        #[arg(long, default_value_t = NonZeroUsize::new(3).unwrap())]
+        rounds: NonZeroUsize,
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
         #[arg(long, default_value_t = 1.0)]
