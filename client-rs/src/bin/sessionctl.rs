@@ -32,6 +32,9 @@ struct Cli {
     command: Command,
 }
 
+// Keys, handles, transfer tokens and sealed values are base64url, so one in
+// 64 starts with `-`: every argument that takes one allows a leading hyphen,
+// or clap would read it as an unknown flag.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check that the daemon answers.
@@ -55,15 +58,20 @@ enum Command {
     },
     /// Print a session's fields and metadata.
     Get {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         /// Count the read as activity.
         #[arg(long)]
         touch: bool,
     },
     /// Print whether a live session exists (exit 3 if not).
-    Exists { key: String },
+    Exists {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
     /// Set fields, leaving others as they are.
     Set {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_field)]
         fields: Vec<(String, String)>,
@@ -73,6 +81,7 @@ enum Command {
     },
     /// Remove fields.
     Unset {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
@@ -81,6 +90,7 @@ enum Command {
     },
     /// Replace all of a session's data.
     Replace {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(value_name = "NAME=VALUE", value_parser = parse_field)]
         fields: Vec<(String, String)>,
@@ -88,11 +98,18 @@ enum Command {
         if_version: Option<u64>,
     },
     /// Count activity, extending an idle session.
-    Touch { key: String },
+    Touch {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
     /// Delete a session (exit 3 if it did not exist).
-    Delete { key: String },
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
     /// Move a session to a new key and print it; the old key stops working.
     Cycle {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         /// Make this user the owner, in the same step (a login).
         #[arg(long, value_name = "USER")]
@@ -100,6 +117,7 @@ enum Command {
     },
     /// Update the IP address and user agent a session is used from.
     Meta {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(long, value_name = "IP")]
         ip: Option<String>,
@@ -116,13 +134,14 @@ enum Command {
         #[arg(long, value_name = "USER", conflicts_with = "handle", required_unless_present = "handle")]
         user: Option<String>,
         /// With --user: the handle of a session to keep.
-        #[arg(long, value_name = "HANDLE", requires = "user")]
+        #[arg(long, value_name = "HANDLE", requires = "user", allow_hyphen_values = true)]
         keep: Option<String>,
-        #[arg(long, value_name = "HANDLE")]
+        #[arg(long, value_name = "HANDLE", allow_hyphen_values = true)]
         handle: Option<String>,
     },
     /// Replace a session's expiry policy (Django's set_expiry).
     Expire {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[command(flatten)]
         expiry: ExpiryArgs,
@@ -148,6 +167,7 @@ enum Command {
     },
     /// Open a sealed cookie and print its fields (exit 4 if rejected).
     Unseal {
+        #[arg(allow_hyphen_values = true)]
         value: String,
         #[arg(long = "cookie", value_name = "NAME")]
         cookie: String,
@@ -156,6 +176,7 @@ enum Command {
     },
     /// Revoke a sealed cookie's session for good (exit 4 if the value is rejected).
     RevokeSealed {
+        #[arg(allow_hyphen_values = true)]
         value: String,
         #[arg(long = "cookie", value_name = "NAME")]
         cookie: String,
@@ -177,6 +198,7 @@ enum Command {
 enum TransferCommand {
     /// Print one line per destination: the host, a space, the token.
     Issue {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(long = "from", value_name = "HOST")]
         from: String,
@@ -186,11 +208,12 @@ enum TransferCommand {
     },
     /// Print the session key to set as this host's cookie (exit 4 if rejected).
     Redeem {
+        #[arg(allow_hyphen_values = true)]
         token: String,
         #[arg(long, value_name = "HOST")]
         host: String,
         /// The key of the session this host's cookie holds now.
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
         current: Option<String>,
         /// Replace the current session even if it holds data.
         #[arg(long)]
@@ -478,4 +501,64 @@ fn print_listing(out: &Output, sessions: &[SessionInfo]) {
         })
         .collect();
     out.print(&text.join("\n"), Value::Array(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base64url key, token, handle or sealed value starts with `-` one
+    /// time in 64; clap must take it as a value, not as an unknown flag.
+    const DASHED: &str = "-Dashed_value";
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("sessionctl").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?} did not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn values_that_start_with_a_dash_are_values() {
+        let cases: &[&[&str]] = &[
+            &["get", DASHED],
+            &["exists", DASHED],
+            &["set", DASHED, "a=1"],
+            &["unset", DASHED, "a"],
+            &["replace", DASHED, "a=1"],
+            &["touch", DASHED],
+            &["delete", DASHED],
+            &["cycle", DASHED, "--user", "u"],
+            &["meta", DASHED, "--ip", "10.0.0.1"],
+            &["expire", DASHED, "--idle", "60"],
+            &["revoke", "--handle", DASHED],
+            &["revoke", "--user", "u", "--keep", DASHED],
+            &["unseal", DASHED, "--cookie", "c", "--host", "h"],
+            &["revoke-sealed", DASHED, "--cookie", "c", "--host", "h"],
+            &["transfer", "issue", DASHED, "--from", "h"],
+            &["transfer", "redeem", DASHED, "--host", "h"],
+            &["transfer", "redeem", "t", "--host", "h", "--current", DASHED],
+        ];
+        for args in cases {
+            let parsed = format!("{:?}", parse(args));
+            assert!(parsed.contains(&format!("{DASHED:?}")), "{args:?} parsed as {parsed}");
+        }
+    }
+
+    #[test]
+    fn flags_around_a_dashed_value_are_still_flags() {
+        for args in [["get", DASHED, "--touch"], ["get", "--touch", DASHED]] {
+            match parse(&args) {
+                Command::Get { key, touch } => assert_eq!((key.as_str(), touch), (DASHED, true), "{args:?}"),
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        match parse(&["transfer", "issue", DASHED, "--from", "a", "--to", "b", "c"]) {
+            Command::Transfer(TransferCommand::Issue { key, from, to }) => {
+                assert_eq!((key.as_str(), from.as_str(), to), (DASHED, "a", vec!["b".to_owned(), "c".to_owned()]));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }
