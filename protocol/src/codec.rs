@@ -23,6 +23,8 @@ const CONFIG: Config = bincode::config::standard().with_limit::<{ crate::MAX_BOD
 pub enum BodyError {
     #[error("malformed body: {0}")]
     Malformed(String),
+    #[error("a length inside the body claims more than {} bytes", crate::MAX_BODY_HARD_LIMIT)]
+    TooLong,
     #[error("{0} trailing bytes after the body")]
     Trailing(usize),
 }
@@ -43,10 +45,29 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     out
 }
 
+/// bincode's errors in the protocol's words. Its own texts name Rust types
+/// (`core::option::Option<alloc::string::String>`), which mean nothing to a
+/// client in another language.
+fn body_error(e: bincode::error::DecodeError) -> BodyError {
+    use bincode::error::DecodeError as E;
+    let what = match e {
+        E::LimitExceeded => return BodyError::TooLong,
+        E::UnexpectedEnd { .. } => "the body ends inside a value".into(),
+        E::UnexpectedVariant { found, .. } => format!("unknown variant {found} of an enum or option"),
+        E::Utf8 { .. } => "a string is not UTF-8".into(),
+        E::InvalidIntegerType { .. } => "an integer has a varint marker too wide for it".into(),
+        E::InvalidBooleanValue(v) => format!("{v} is not a boolean"),
+        E::OutsideUsizeRange(n) => format!("a length of {n} is out of range"),
+        E::Other(text) => text.into(),
+        E::OtherString(text) => text,
+        _ => "the body does not decode".into(),
+    };
+    BodyError::Malformed(what)
+}
+
 /// Decodes exactly one `T` from the whole of `bytes`.
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, BodyError> {
-    let (value, used) =
-        bincode::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG).map_err(body_error)?;
     if used != bytes.len() {
         return Err(BodyError::Trailing(bytes.len() - used));
     }

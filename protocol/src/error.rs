@@ -63,6 +63,13 @@ impl ErrorCode {
         Self::ALL.into_iter().find(|c| *c as u16 == v)
     }
 
+    /// This code's place in [`ErrorCode::ALL`]: codes are numbered from 1
+    /// without gaps (a test holds them to it), so tables sized by `ALL`
+    /// can be indexed by it.
+    pub const fn ordinal(self) -> usize {
+        self as usize - 1
+    }
+
     /// The upper-case name used in PROTOCOL.md, logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -131,6 +138,20 @@ impl DecodeError {
         match self {
             Self::UnknownOpcode(_) => ErrorCode::Unsupported,
             Self::Body { .. } => ErrorCode::BadFrame,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_numbered_from_one_without_gaps_so_ordinals_index_all() {
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i + 1, "{}", code.name());
+            assert_eq!(code.ordinal(), i);
+            assert_eq!(ErrorCode::from_u16(code as u16), Some(code));
         }
     }
 }

@@ -480,8 +480,14 @@ pub struct SessionBodyRef<'a> {
 }
 
 impl SessionBodyRef<'_> {
-    /// Appends a SESSION answer frame, as `Response::Session` would.
+    /// Appends a SESSION answer frame, as `Response::Session` would. Room
+    /// for it is reserved exactly first: a buffer left to double would hold
+    /// up to twice a large session for as long as the answer waits.
     pub fn encode_frame(&self, request_id: u32, out: &mut Vec<u8>) {
+        let text =
+            [Some(self.handle), self.user, self.ip, self.user_agent].iter().flatten().map(|s| s.len()).sum::<usize>();
+        // Six u64s, the expiry and four length prefixes at their widest.
+        out.reserve_exact(crate::HEADER_LEN + self.fields.encoded_len() + text + 6 * 9 + 9 + 4 * 9);
         encode_frame(out, request_id, op::SESSION, |o| codec::encode_into(self, o));
     }
 
@@ -580,6 +586,15 @@ macro_rules! message_enum {
             pub fn name_of(opcode: u8) -> Option<&'static str> {
                 match opcode { $( $op => Some($label), )* _ => None }
             }
+
+            /// The name of the body type of this opcode, as PROTOCOL.md's
+            /// opcode table gives it (its golden test compares the two).
+            pub fn body_name_of(opcode: u8) -> Option<&'static str> {
+                match opcode { $( $op => Some(stringify!($body)), )* _ => None }
+            }
+
+            /// Every opcode of this kind of message.
+            pub const OPCODES: &'static [u8] = &[$( $op, )*];
 
             /// Decodes the body of a frame with this opcode.
             pub fn decode(opcode: u8, body: &[u8]) -> Result<Self, DecodeError> {
@@ -730,11 +745,31 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_length_prefix_inside_a_body_does_not_allocate() {
-        // CREATE with a field count of u64::MAX: varint marker 0xFF then 8 bytes.
-        let mut body = vec![0xFF];
-        body.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(Request::decode(op::CREATE, &body).is_err());
+    fn a_huge_length_prefix_inside_a_body_is_refused_by_the_limit() {
+        // CREATE with one field "a" whose value claims 64 MiB: field count
+        // 1, name length 1, "a", then the u64 marker 0xFD and the length.
+        // Without the decoder's limit this allocates the 64 MiB and only
+        // then fails for want of bytes.
+        let mut body = vec![0x01, 0x01, b'a', 0xFD];
+        body.extend_from_slice(&(64u64 << 20).to_le_bytes());
+        let err = Request::decode(op::CREATE, &body).unwrap_err();
+        assert_eq!(err, DecodeError::Body { opcode: op::CREATE, source: crate::codec::BodyError::TooLong });
+        // The same for a plain string (a user id) and a list (LIST_USER's
+        // answer), which bincode decodes itself.
+        let mut list_user = vec![0xFD];
+        list_user.extend_from_slice(&(64u64 << 20).to_le_bytes());
+        let err = Request::decode(op::LIST_USER, &list_user).unwrap_err();
+        assert_eq!(err, DecodeError::Body { opcode: op::LIST_USER, source: crate::codec::BodyError::TooLong });
+        let err = Response::decode(op::USER_SESSIONS, &list_user).unwrap_err();
+        assert_eq!(err, DecodeError::Body { opcode: op::USER_SESSIONS, source: crate::codec::BodyError::TooLong });
+    }
+
+    #[test]
+    fn decode_errors_name_no_rust_types() {
+        // An option whose tag is 7: bincode's own message names the type.
+        let body = [0x01, 0x01, b'a', 0x00, 0x00, 0x07];
+        let err = Request::decode(op::CREATE, &body).unwrap_err().to_string();
+        assert!(!err.contains("::") && !err.contains('<'), "{err}");
     }
 
     #[test]

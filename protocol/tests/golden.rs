@@ -344,3 +344,46 @@ fn every_golden_vector_in_protocol_md_matches_the_code() {
     assert!(missing.is_empty(), "PROTOCOL.md lacks these vectors:\n\n{}", missing.join("\n\n"));
     assert_eq!(doc.len(), vectors().len(), "PROTOCOL.md has vectors this test does not know");
 }
+
+/// The rows of PROTOCOL.md's opcode table: (request, opcode, body,
+/// response, opcode, body), with `(empty)` for an empty body.
+fn opcode_table() -> Vec<[String; 6]> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
+    doc.lines()
+        .skip_while(|l| !l.starts_with("| request | opcode |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<String> = l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect();
+            cells.try_into().unwrap_or_else(|c: Vec<String>| panic!("a row of {} cells: {l}", c.len()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_opcode_table_in_protocol_md_matches_the_code() {
+    let body = |name: Option<&str>| name.map(|n| if n == "Empty" { "(empty)" } else { n }.to_string());
+    let opcode = |text: &str| u8::from_str_radix(text.trim_start_matches("0x"), 16).unwrap();
+    let rows = opcode_table();
+    let mut requests = Vec::new();
+    let mut responses = Vec::new();
+    for [request, req_op, req_body, response, resp_op, resp_body] in &rows {
+        if request != "(any)" {
+            let op = opcode(req_op);
+            assert_eq!(Request::name_of(op), Some(request.as_str()), "{request}");
+            assert_eq!(body(Request::body_name_of(op)).as_deref(), Some(req_body.as_str()), "{request}'s body");
+            requests.push(op);
+        }
+        let op = opcode(resp_op);
+        assert_eq!(Response::name_of(op), Some(response.as_str()), "{response}");
+        assert_eq!(body(Response::body_name_of(op)).as_deref(), Some(resp_body.as_str()), "{response}'s body");
+        responses.push(op);
+    }
+    requests.sort_unstable();
+    responses.sort_unstable();
+    let (mut known_requests, mut known_responses) = (Request::OPCODES.to_vec(), Response::OPCODES.to_vec());
+    known_requests.sort_unstable();
+    known_responses.sort_unstable();
+    assert_eq!(requests, known_requests, "requests the table and the code disagree on");
+    assert_eq!(responses, known_responses, "responses the table and the code disagree on");
+}
