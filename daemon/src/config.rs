@@ -100,6 +100,9 @@ impl Default for DurabilityConfig {
     }
 }
 
+/// The most clock difference between hosts a token may be allowed.
+pub const MAX_SKEW_SECS: u32 = 5;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -115,9 +118,22 @@ pub struct Limits {
     pub max_inflight: u32,
     /// Most mutations committed in one write transaction.
     pub max_batch: usize,
-    /// Answers waiting for a client that does not read them; past this the
-    /// connection is closed (a slow or stuck reader).
+    /// A batch takes no further mutation once what it may write to the
+    /// log (the records it loaded and the data it was sent) reaches this.
+    pub max_batch_bytes: usize,
+    /// Bytes of mutations waiting for the writer, across all connections,
+    /// past which further writes are answered BUSY.
+    pub max_queued_write_bytes: usize,
+    /// Answers waiting for one client to read them: past this many bytes
+    /// the daemon serves none of its requests until it reads. A client that
+    /// reads gets every answer, however large.
     pub max_output_bytes: usize,
+    /// The same, across all connections: past it, only connections with
+    /// no answer waiting are served. Bounds what slow readers hold together.
+    pub max_output_total_bytes: usize,
+    /// A connection whose client takes no byte of its pending answers for
+    /// this long is closed.
+    pub write_timeout_secs: u64,
     /// A connection with nothing received and nothing pending for this long
     /// is closed.
     pub idle_timeout_secs: u64,
@@ -136,7 +152,11 @@ impl Default for Limits {
             max_connections: 1024,
             max_inflight: 256,
             max_batch: 4096,
-            max_output_bytes: 4 << 20,
+            max_batch_bytes: 64 << 20,
+            max_queued_write_bytes: 128 << 20,
+            max_output_bytes: 1 << 20,
+            max_output_total_bytes: 128 << 20,
+            write_timeout_secs: 30,
             idle_timeout_secs: 300,
             frame_timeout_secs: 5,
         }
@@ -159,6 +179,10 @@ pub struct ExpiryConfig {
     pub sweep_interval_ms: u64,
     /// Most expired sessions deleted in one write transaction.
     pub sweep_batch: usize,
+    /// After the wall clock jumps (against the monotonic clock, by more
+    /// than 2 s), nothing is swept and no used token or revoked cookie is
+    /// forgotten until it has run steadily this long.
+    pub clock_jump_hold_secs: u64,
 }
 
 impl Default for ExpiryConfig {
@@ -169,6 +193,7 @@ impl Default for ExpiryConfig {
             touch_granularity_secs: 60,
             sweep_interval_ms: 1000,
             sweep_batch: 1000,
+            clock_jump_hold_secs: 600,
         }
     }
 }
@@ -293,10 +318,14 @@ impl Config {
         self.socket_dir_mode()?;
         if self.limits.idle_timeout_secs == 0
             || self.limits.frame_timeout_secs == 0
+            || self.limits.write_timeout_secs == 0
             || self.limits.max_output_bytes == 0
+            || self.limits.max_output_total_bytes < self.limits.max_output_bytes
         {
             return Err(ConfigError::Invalid(
-                "limits.idle_timeout_secs, frame_timeout_secs and max_output_bytes must be positive".into(),
+                "limits.idle_timeout_secs, frame_timeout_secs, write_timeout_secs and max_output_bytes must be \
+                 positive, and max_output_total_bytes at least max_output_bytes"
+                    .into(),
             ));
         }
         let l = &self.limits;
@@ -308,6 +337,15 @@ impl Config {
         }
         if l.max_session_bytes >= l.max_frame {
             return Err(ConfigError::Invalid("limits.max_session_bytes must be below limits.max_frame".into()));
+        }
+        if l.max_batch_bytes == 0 || l.max_batch_bytes > crate::wal::MAX_FRAME / 4 {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_batch_bytes must be 1..={} (a quarter of the log's frame cap)",
+                crate::wal::MAX_FRAME / 4
+            )));
+        }
+        if l.max_queued_write_bytes < l.max_frame as usize {
+            return Err(ConfigError::Invalid("limits.max_queued_write_bytes must be at least limits.max_frame".into()));
         }
         if l.max_inflight == 0 || l.max_batch == 0 || l.max_connections == 0 {
             return Err(ConfigError::Invalid(
@@ -321,7 +359,7 @@ impl Config {
             ));
         }
         let t = &self.transfer;
-        if !(1..=60).contains(&t.timeout_secs) || t.skew_secs > 5 {
+        if !(1..=60).contains(&t.timeout_secs) || t.skew_secs > MAX_SKEW_SECS {
             return Err(ConfigError::Invalid(
                 "transfer.timeout_secs must be 1..=60 and transfer.skew_secs 0..=5".into(),
             ));

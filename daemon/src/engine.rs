@@ -70,7 +70,11 @@ impl Engine {
             SweepConfig {
                 interval: Duration::from_millis(config.expiry.sweep_interval_ms),
                 batch: config.expiry.sweep_batch,
-                token_skew_ms: u64::from(config.transfer.skew_secs) * 1000,
+                // The largest skew a reload may set, not today's: an entry
+                // is never forgotten while any configuration could still
+                // accept its token or cookie.
+                token_skew_ms: u64::from(crate::config::MAX_SKEW_SECS) * 1000,
+                clock_hold_ms: config.expiry.clock_jump_hold_secs.saturating_mul(1000),
             },
         )
         .map_err(StartError::Thread)?;
@@ -116,7 +120,9 @@ fn writer_config(config: &Config) -> WriterConfig {
         checkpoint_bytes: config.durability.checkpoint_mb << 20,
         checkpoint_age: Duration::from_secs(config.durability.checkpoint_secs),
         max_batch: limits.max_batch,
+        max_batch_bytes: limits.max_batch_bytes,
         queue_capacity: limits.max_connections.saturating_mul(limits.max_inflight as usize).max(1024),
+        max_queued_bytes: limits.max_queued_write_bytes,
         max_session_bytes: limits.max_session_bytes as usize,
         max_fields: limits.max_fields as usize,
         rules: config.expiry.rules(),

@@ -8,6 +8,7 @@ pub mod aliases;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod engine;
 pub mod geoip;
 pub mod keys;

@@ -46,6 +46,9 @@ struct Args {
 type LogHandle = reload::Handle<EnvFilter, Registry>;
 
 fn main() -> ExitCode {
+    // Whatever this process creates (database, log, key ring, copies) is
+    // its own alone, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = Args::parse();
     let config = match load_config(&args) {
         Ok(c) => c,
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         }
     };
     let events = server.events();
+    fail_closed_on_panic(events.clone());
     match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
@@ -104,6 +108,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A panic on any thread stops the daemon with a non-zero exit, so the
+/// service manager restarts it, rather than leaving a thread dead and its
+/// clients waiting. The writer also catches its own panics, to answer the
+/// requests waiting on it and refuse further writes first; the log holds
+/// every acknowledged write either way.
+fn fail_closed_on_panic(events: std::sync::mpsc::Sender<ServerEvent>) {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!(%info, "a thread panicked; stopping");
+        let _ = events.send(ServerEvent::Fatal(format!("a thread panicked: {info}")));
+    }));
 }
 
 fn reload(args: &Args, server: &mut Server, log: &LogHandle) {
@@ -152,13 +170,15 @@ fn load_config(args: &Args) -> Result<Config, sessiond::config::ConfigError> {
 }
 
 /// Logs go to stderr (the journal under systemd). RUST_LOG, if set, wins
-/// over the configured filter, then and on reload.
+/// over the configured filter, then and on reload. Colour only on a
+/// terminal: escapes would land verbatim in a file or the journal.
 fn init_logging(default_filter: &str) -> LogHandle {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let (filter, handle) = reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()))
         .init();
     handle
 }

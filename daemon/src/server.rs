@@ -16,8 +16,10 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    #[error("cannot narrow the mode of {path}: {source}")]
+    FileMode { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -30,19 +32,6 @@ pub enum StartError {
     Keyring(#[from] crate::tokens::KeyringError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// Creates the data directory, if missing, readable by the daemon's user
-/// only: it holds the database and the key ring.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::metadata(dir) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Something the process should react to.
@@ -67,7 +56,6 @@ pub struct Server {
     shutdown: Arc<AtomicBool>,
     engine: Engine,
     config: Config,
-    clock: Arc<dyn Clock>,
     events_tx: mpsc::Sender<ServerEvent>,
     events_rx: mpsc::Receiver<ServerEvent>,
 }
@@ -81,11 +69,13 @@ impl Server {
     }
 
     pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        create_private_dir(&config.data_dir)
-            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        crate::datadir::prepare(&config.data_dir)?;
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
         let (store, _) = Store::open_with_cache(&config.db_path(), config.db_cache_bytes)?;
+        for path in [config.db_path(), crate::store::log_path(&config.db_path())] {
+            crate::datadir::make_private(&path).map_err(|source| StartError::FileMode { path, source })?;
+        }
         let socket = config.socket_path();
         let options = SocketOptions {
             mode: config.socket_mode()?,
@@ -101,7 +91,7 @@ impl Server {
         let on_fatal = Box::new(move |reason| {
             let _ = fatal_tx.send(ServerEvent::Fatal(reason));
         });
-        let engine = Engine::start(config, store, clock.clone(), on_fatal)?;
+        let engine = Engine::start(config, store, clock, on_fatal)?;
         let service = engine.service.clone();
         let limits = &config.limits;
 
@@ -110,6 +100,8 @@ impl Server {
             max_frame: limits.max_frame,
             max_inflight: limits.max_inflight,
             max_output_bytes: limits.max_output_bytes,
+            max_output_total: limits.max_output_total_bytes,
+            write_timeout: Duration::from_secs(limits.write_timeout_secs),
             idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
             frame_timeout: Duration::from_secs(limits.frame_timeout_secs),
             peers: PeerPolicy::new(config.access.allowed_uids.clone(), config.access.allowed_gids.clone()),
@@ -138,7 +130,6 @@ impl Server {
             shutdown,
             engine,
             config: config.clone(),
-            clock,
             events_tx,
             events_rx,
         })
@@ -158,7 +149,7 @@ impl Server {
     /// changes are named in the log as needing a restart. Connections are not
     /// touched. On error the old configuration stays in force.
     pub fn reload(&mut self, new: &Config) -> Result<(), crate::tokens::KeyringError> {
-        self.engine.tokens.reload(new.token_config(), self.clock.now_ms())?;
+        self.engine.tokens.reload(new.token_config())?;
         let mut kept = self.config.clone();
         kept.transfer = new.transfer.clone();
         kept.cookies = new.cookies.clone();

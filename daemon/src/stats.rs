@@ -11,8 +11,8 @@ macro_rules! counters {
         #[derive(Debug)]
         pub struct Stats {
             $( #[doc = $doc] pub $name: AtomicU64, )*
-            errors: [AtomicU64; 16],
-            token_rejects: [AtomicU64; 16],
+            errors: [AtomicU64; ErrorCode::ALL.len()],
+            token_rejects: [AtomicU64; Reject::ALL.len()],
             /// Request latency by opcode, from decoding to the answer.
             latency: [Histogram; 64],
             pub commit_batch: Histogram,
@@ -41,7 +41,7 @@ macro_rules! counters {
                 for code in ErrorCode::ALL {
                     out.push(Counter {
                         name: format!("errors_{}", code.name().to_ascii_lowercase()),
-                        value: self.errors[code as usize].load(Ordering::Relaxed),
+                        value: self.errors[code.ordinal()].load(Ordering::Relaxed),
                     });
                 }
                 for (i, reason) in Reject::ALL.into_iter().enumerate() {
@@ -125,7 +125,10 @@ counters! {
     connections_refused: "Connections refused at the connection limit.",
     connections_forbidden: "Connections refused for their peer credentials.",
     limit_inflight_paused: "Times a connection stopped being read at max_inflight.",
-    limit_output_closed: "Connections closed for leaving more than max_output_bytes unread.",
+    sweeps_held: "Sweep rounds skipped because the wall clock had just jumped.",
+    limit_output_paused: "Times a connection stopped being served with max_output_bytes (or, across all, max_output_total_bytes) of answers unsent.",
+    limit_write_timeout_closed: "Connections closed for taking none of their pending answers within write_timeout_secs.",
+    output_buffered_bytes: "Bytes of answers encoded and not yet sent, across all connections (a gauge).",
     limit_idle_closed: "Connections closed after idle_timeout_secs of silence.",
     limit_frame_timeout_closed: "Connections closed for a frame not completed within frame_timeout_secs.",
     frames_rejected: "Frames rejected as corrupt, oversized or undecodable.",
@@ -168,7 +171,7 @@ impl Stats {
     }
 
     pub fn error(&self, code: ErrorCode) {
-        self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
+        self.errors[code.ordinal()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refused token or cookie by reason.

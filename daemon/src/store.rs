@@ -48,6 +48,14 @@ pub const DEFAULT_DB_CACHE_BYTES: usize = 256 << 20;
 pub const SCHEMA_VERSION: u64 = 1;
 /// `meta` key: the sequence number of the last log frame the database holds.
 pub const LOG_SEQ: &str = "log_seq";
+/// `meta` key: 1 if the daemon that last had the database stopped cleanly
+/// (its last checkpoint holds everything), 0 while one runs.
+pub const CLEAN: &str = "clean_shutdown";
+
+/// Replay commits durably after about this many bytes of frames, so
+/// starting after a crash needs room for one step, not for the whole log
+/// at once, and a crash during replay resumes where it stopped.
+const REPLAY_STEP_BYTES: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,8 +68,18 @@ pub enum StoreError {
     Corrupt(#[from] CorruptRecord),
     #[error("write-ahead log: {0}")]
     Log(#[from] std::io::Error),
+    #[error(
+        "write-ahead log {path}: {error}; a copy is kept at {copy}. To start with only the frames before \
+             the damage, losing the writes after it, move the log aside and start again"
+    )]
+    LogDamaged { path: String, copy: String, error: wal::LogError },
     #[error("write-ahead log: {0}")]
-    LogGap(#[from] wal::Gap),
+    LogUnusable(#[from] wal::LogError),
+    #[error(
+        "no space left to replay the write-ahead log: about {needed_mb} MiB must be free beside the database \
+             (one replay step, and room for the database to grow)"
+    )]
+    NoSpace { needed_mb: u64 },
     #[error("write-ahead log: {0}")]
     LogMalformed(#[from] wal::Malformed),
     #[error("storage error: {0}")]
@@ -93,6 +111,36 @@ pub struct Store {
     wal: Mutex<Wal>,
 }
 
+/// A damaged log is kept as it was, beside itself, before the daemon
+/// refuses to start, so neither a retry nor an operator's next step can
+/// destroy the evidence or the writes past the damage.
+fn keep_damaged(log: &Path, error: wal::LogError) -> StoreError {
+    let copy = log.with_extension("log.damaged");
+    if !copy.exists() {
+        let copied = std::fs::copy(log, &copy)
+            .and_then(|_| std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)));
+        if let Err(e) = copied {
+            tracing::error!(error = %e, copy = %copy.display(), "cannot copy the damaged log aside");
+        }
+    }
+    StoreError::LogDamaged { path: log.display().to_string(), copy: copy.display().to_string(), error }
+}
+
+/// A replay step that ran out of space says how much it needs.
+fn no_space(error: StoreError, step_bytes: usize) -> StoreError {
+    let full = match &error {
+        StoreError::Redb(redb::Error::Io(e)) => e.kind() == std::io::ErrorKind::StorageFull,
+        StoreError::Log(e) => e.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if !full {
+        return error;
+    }
+    // A step's rows land in redb's copy-on-write pages: twice the bytes,
+    // and a margin for the tables' own pages.
+    StoreError::NoSpace { needed_mb: ((step_bytes.min(REPLAY_STEP_BYTES * 2) * 2) >> 20) as u64 + 16 }
+}
+
 /// The log beside the database at `db`: same name, extension `log`.
 pub fn log_path(db: &Path) -> PathBuf {
     db.with_extension("log")
@@ -112,7 +160,12 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => StoreError::Redb(other.into()),
         })?;
-        Self::init(db, Wal::open(&log_path(path))?)
+        let log = log_path(path);
+        let existed = log.exists();
+        Self::init(db, Wal::open(&log)?, existed).map_err(|e| match e {
+            StoreError::LogUnusable(error @ wal::LogError::Damaged { .. }) => keep_damaged(&log, error),
+            other => other,
+        })
     }
 
     /// Opens a database on any redb storage backend, with the log in `log`:
@@ -120,12 +173,12 @@ impl Store {
     pub fn open_backend(backend: impl redb::StorageBackend, log: std::fs::File) -> Result<(Self, u64), StoreError> {
         let db =
             builder(DEFAULT_DB_CACHE_BYTES).create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
-        Self::init(db, Wal::from_file(log)?)
+        Self::init(db, Wal::from_file(log)?, true)
     }
 
-    fn init(db: Database, (mut wal, frames): (Wal, Vec<wal::Frame>)) -> Result<(Self, u64), StoreError> {
+    fn init(db: Database, (mut wal, log): (Wal, Vec<u8>), log_existed: bool) -> Result<(Self, u64), StoreError> {
         let txn = db.begin_write()?;
-        {
+        let was_clean = {
             let mut meta = txn.open_table(META)?;
             let found = meta.get("schema_version")?.map(|v| v.value());
             match found {
@@ -135,41 +188,73 @@ impl Store {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
             }
-            txn.open_table(EXPIRY)?;
-            txn.open_table(BY_USER)?;
-            txn.open_table(HANDLES)?;
-            txn.open_table(ALIASES)?;
-            txn.open_table(CONSUMED)?;
-            txn.open_table(USER_EPOCH)?;
-            txn.open_table(DENIED)?;
-            txn.open_table(SESSIONS)?;
-        }
+            // A database this build never ran on (new, or from a build
+            // without the flag) counts as clean: there is nothing to miss.
+            let was_clean = meta.get(CLEAN)?.is_none_or(|v| v.value() == 1);
+            meta.insert(CLEAN, 0)?;
+            // Creates every table a new database lacks.
+            Tables::open(&txn)?;
+            was_clean
+        };
         txn.commit()?;
-        let next_seq = Self::replay(&db, frames)?;
+        if !was_clean && log.is_empty() {
+            let why = if log_existed { "empty" } else { "missing" };
+            tracing::error!(
+                "the write-ahead log is {why} after an unclean shutdown: writes acknowledged since the last \
+                 checkpoint, if there were any, are lost"
+            );
+        }
+        let next_seq = Self::replay(&db, &log)?;
+        drop(log);
         // Everything the log held is durable in the database now. Frames
         // beyond the replayed ones were never acknowledged in strict mode
         // (in relaxed mode they lie within the window a power loss may
-        // take): empty the file so no later pass can run into them.
-        wal.truncate()?;
+        // take): empty the file so no later pass can run into them. It is
+        // left as zeros, not empty, so an empty log always means a lost one.
+        wal.reset()?;
         wal.restart(next_seq);
         let stored = db.begin_read()?.open_table(SESSIONS)?.len()?;
         Ok((Self { db, wal: Mutex::new(wal) }, stored))
     }
 
-    /// Applies the log frames the database does not hold yet, in one
-    /// durable transaction; returns the next frame's sequence number.
-    fn replay(db: &Database, frames: Vec<wal::Frame>) -> Result<u64, StoreError> {
+    /// Applies the log frames the database does not hold yet, in durable
+    /// steps of about [`REPLAY_STEP_BYTES`]; returns the next frame's
+    /// sequence number.
+    fn replay(db: &Database, log: &[u8]) -> Result<u64, StoreError> {
         let applied = db.begin_read()?.open_table(META)?.get(LOG_SEQ)?.map_or(0, |v| v.value());
-        let frames = wal::replayable(frames, applied)?;
+        let frames = wal::replayable(log, applied)?;
         let Some(last) = frames.last().map(|f| f.seq) else { return Ok(applied + 1) };
+        let mut rows = 0usize;
+        let mut step_start = 0;
+        while step_start < frames.len() {
+            let mut bytes = 0;
+            let step_end = frames[step_start..]
+                .iter()
+                .position(|f| {
+                    bytes += f.payload.len();
+                    bytes > REPLAY_STEP_BYTES
+                })
+                .map_or(frames.len(), |i| step_start + i + 1);
+            let step = &frames[step_start..step_end];
+            rows += Self::replay_step(db, step).map_err(|e| no_space(e, bytes))?;
+            step_start = step_end;
+        }
+        tracing::info!(frames = frames.len(), rows, last, "write-ahead log replayed");
+        Ok(last + 1)
+    }
+
+    /// Applies `frames` and records the last as held, in one durable
+    /// transaction; returns the rows changed.
+    fn replay_step(db: &Database, frames: &[wal::Frame<'_>]) -> Result<usize, StoreError> {
+        let last = frames.last().map_or(0, |f| f.seq);
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_two_phase_commit(true);
         let mut rows = 0usize;
         {
             let mut tables = Tables::open(&txn)?;
-            for frame in &frames {
-                for entry in wal::entries(&frame.payload)? {
+            for frame in frames {
+                for entry in wal::entries(frame.payload)? {
                     tables.replay(&entry)?;
                     rows += 1;
                 }
@@ -177,8 +262,16 @@ impl Store {
             txn.open_table(META)?.insert(LOG_SEQ, last)?;
         }
         txn.commit()?;
-        tracing::info!(frames = frames.len(), rows, last, "write-ahead log replayed");
-        Ok(last + 1)
+        Ok(rows)
+    }
+
+    /// Records that everything is in the database and the log holds nothing
+    /// it needs: the last act of a clean shutdown, after the last checkpoint.
+    pub fn mark_clean(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(CLEAN, 1)?;
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn db(&self) -> &Database {

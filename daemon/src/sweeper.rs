@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sessiond_protocol::{Response, SessionKey, SweptOk};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, JumpGuard};
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
 use crate::ttl::TtlIndex;
@@ -58,6 +58,9 @@ pub struct SweepConfig {
     /// Redeemed tokens and denied cookies are forgotten this long after
     /// they expire.
     pub token_skew_ms: u64,
+    /// After the wall clock jumps, nothing is swept or purged until it has
+    /// run steadily this long (see [`JumpGuard`]).
+    pub clock_hold_ms: u64,
 }
 
 #[derive(Debug)]
@@ -77,7 +80,15 @@ impl Sweeper {
         config: SweepConfig,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
-        let round = Round { ttl, writer, stats, clock, batch: config.batch, token_skew_ms: config.token_skew_ms };
+        let round = Round {
+            ttl,
+            writer,
+            stats,
+            clock,
+            batch: config.batch,
+            token_skew_ms: config.token_skew_ms,
+            guard: JumpGuard::new(config.clock_hold_ms),
+        };
         let thread = std::thread::Builder::new().name("sessiond-sweeper".into()).spawn(move || {
             let mut waiting = None;
             loop {
@@ -115,11 +126,17 @@ struct Round {
     clock: Arc<dyn Clock>,
     batch: usize,
     token_skew_ms: u64,
+    guard: JumpGuard,
 }
 
 impl Round {
     /// Sweeps until nothing expired is left; returns the number removed.
+    /// Does nothing on a wall clock that has just jumped.
     fn run(&self) -> u64 {
+        if !self.guard.steady(&*self.clock) {
+            Stats::add(&self.stats.sweeps_held, 1);
+            return 0;
+        }
         let mut removed = 0;
         loop {
             let keys = self.ttl.take_expired(self.clock.now_ms(), self.batch);

@@ -37,8 +37,10 @@ use std::path::Path;
 const FRAME_HEADER: usize = 16;
 /// The file grows by at least this much at a time, zero-filled.
 pub const GROW_BYTES: u64 = 4 << 20;
-/// No frame may be larger: a batch is bounded by `max_batch` sessions of at
-/// most `max_session_bytes` each, far below this.
+/// No frame may be larger. The writer keeps every batch's frame within
+/// `max_batch_bytes` (plus one job), which the configuration holds to at
+/// most a quarter of this; only a REVOKE_USER of millions of sessions, one
+/// job, could reach it, and its batch then fails closed.
 pub const MAX_FRAME: usize = 1 << 30;
 
 /// An append-only log file of CRC-framed batches.
@@ -58,18 +60,19 @@ pub struct Wal {
 }
 
 /// A whole frame read back from the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
     pub seq: u64,
-    pub payload: Vec<u8>,
+    /// Where its header starts in the file.
+    pub offset: usize,
+    pub payload: &'a [u8],
 }
 
 impl Wal {
     /// Opens (creating if needed, mode 0600) the log at `path` and returns it
-    /// with every whole frame it holds, in file order, up to the first torn
-    /// or corrupt one. Nothing is appended until [`Wal::restart`] says where
-    /// the sequence continues.
-    pub fn open(path: &Path) -> io::Result<(Self, Vec<Frame>)> {
+    /// with the bytes it holds, for [`replayable`]. Nothing is appended
+    /// until [`Wal::restart`] says where the sequence continues.
+    pub fn open(path: &Path) -> io::Result<(Self, Vec<u8>)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -82,12 +85,11 @@ impl Wal {
     }
 
     /// The log on an already open file: tests hand it one that fails.
-    pub fn from_file(file: File) -> io::Result<(Self, Vec<Frame>)> {
+    pub fn from_file(file: File) -> io::Result<(Self, Vec<u8>)> {
         let len = file.metadata()?.len();
         let mut bytes = Vec::new();
         (&file).take(len).read_to_end(&mut bytes)?;
-        let frames = parse(&bytes);
-        Ok((Self { file, offset: 0, allocated: len, frame: Vec::new(), next_seq: 1, unsynced: 0 }, frames))
+        Ok((Self { file, offset: 0, allocated: len, frame: Vec::new(), next_seq: 1, unsynced: 0 }, bytes))
     }
 
     /// Starts the log over at offset 0 with `next_seq`: after a checkpoint
@@ -98,9 +100,11 @@ impl Wal {
         self.next_seq = next_seq;
     }
 
-    /// Empties the file, durably: at start, once the database holds all
-    /// it had.
-    pub fn truncate(&mut self) -> io::Result<()> {
+    /// Empties the file to one zeroed chunk, durably: at start, once the
+    /// database holds all it had. Not to zero bytes, so that a log found
+    /// empty was lost, not emptied; but a disk too full for the chunk does
+    /// not stop the start (the first append tries again, and fails closed).
+    pub fn reset(&mut self) -> io::Result<()> {
         if self.file.metadata()?.len() > 0 {
             self.file.set_len(0)?;
             self.file.sync_all()?;
@@ -108,6 +112,9 @@ impl Wal {
         self.allocated = 0;
         self.offset = 0;
         self.unsynced = 0;
+        if let Err(e) = self.grow(1) {
+            tracing::warn!(error = %e, "cannot preallocate the write-ahead log");
+        }
         Ok(())
     }
 
@@ -187,32 +194,61 @@ fn crc(seq: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Every whole frame from the start of `bytes`, stopping at the first that
-/// is torn or fails its CRC.
-fn parse(bytes: &[u8]) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    let mut at = 0usize;
-    while let Some(header) = bytes.get(at..at + FRAME_HEADER) {
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        let Some(payload) = bytes.get(at + FRAME_HEADER..).and_then(|rest| rest.get(..len)) else { break };
-        if len > MAX_FRAME || seq == 0 || crc(seq, payload) != sum {
-            break;
-        }
-        frames.push(Frame { seq, payload: payload.to_vec() });
-        at += FRAME_HEADER + len;
+/// The frame whose header starts at `at`, if one is whole there and
+/// passes its CRC.
+fn frame_at(bytes: &[u8], at: usize) -> Option<Frame<'_>> {
+    let header = bytes.get(at..at.checked_add(FRAME_HEADER)?)?;
+    let word = |r: std::ops::Range<usize>| header[r].iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    let (len, sum, seq) = (word(0..4) as usize, word(4..8) as u32, word(8..16));
+    if len > MAX_FRAME || seq == 0 {
+        return None;
     }
-    frames
+    let payload = bytes.get(at + FRAME_HEADER..)?.get(..len)?;
+    (crc(seq, payload) == sum).then_some(Frame { seq, offset: at, payload })
 }
 
-/// The frames to replay over a database that holds everything up to
-/// `applied`: those after it, consecutive. Frames at or below it that
-/// precede them are skipped; the first frame out of sequence after that
-/// ends the log.
-pub fn replayable(frames: Vec<Frame>, applied: u64) -> Result<Vec<Frame>, Gap> {
+/// Every whole frame from the start of `bytes`, and the offset of the first
+/// byte that does not start one (torn, corrupt, the zeros past the end).
+fn parse(bytes: &[u8]) -> (Vec<Frame<'_>>, usize) {
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    while let Some(frame) = frame_at(bytes, at) {
+        at += FRAME_HEADER + frame.payload.len();
+        frames.push(frame);
+    }
+    (frames, at)
+}
+
+/// The first whole frame at or after `from` with a sequence number of at
+/// least `min_seq`, found by trying every offset. Frames of earlier passes
+/// and the zeros ahead of the frames have lower numbers, so only a frame
+/// written after the point where parsing stopped qualifies.
+fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Option<Frame<'_>> {
+    (from..bytes.len().saturating_sub(FRAME_HEADER)).find_map(|at| {
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().ok()?);
+        if seq < min_seq || seq - min_seq > 1 << 40 {
+            return None;
+        }
+        frame_at(bytes, at)
+    })
+}
+
+/// The frames of the log `bytes` to replay over a database that holds
+/// everything up to `applied`: those after it, consecutive. Frames at or
+/// below it that precede them are skipped.
+///
+/// Where the run ends tells a crash from damage. After a crash the run ends
+/// at a torn frame, at the zeros ahead of the frames or at a frame of an
+/// earlier pass, and nothing written later follows, since each frame was
+/// written only after the one before it was whole. A whole frame numbered
+/// past the end of the run, found anywhere after it, shows that the log
+/// was damaged in the middle: the frames from that point on were
+/// acknowledged, and replaying only those before it would undo them.
+pub fn replayable(bytes: &[u8], applied: u64) -> Result<Vec<Frame<'_>>, LogError> {
+    let (frames, stop) = parse(bytes);
     let mut out = Vec::new();
     let mut expected = applied + 1;
+    let mut end = stop;
     for frame in frames {
         if frame.seq == expected {
             out.push(frame);
@@ -222,20 +258,30 @@ pub fn replayable(frames: Vec<Frame>, applied: u64) -> Result<Vec<Frame>, Gap> {
         } else if out.is_empty() && frame.seq > expected {
             // The log was restarted past what the database holds: a
             // checkpoint it relied on is missing. Refuse rather than lose.
-            return Err(Gap { applied, found: frame.seq });
+            return Err(LogError::Gap { applied, found: frame.seq });
         } else {
+            end = frame.offset;
             break;
         }
     }
-    Ok(out)
+    match later_frame(bytes, end, expected) {
+        Some(later) => {
+            Err(LogError::Damaged { offset: end as u64, expected, found: later.seq, at: later.offset as u64 })
+        }
+        None => Ok(out),
+    }
 }
 
-/// The log continues from a later point than the database holds.
+/// A log that cannot be replayed without losing acknowledged writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the log starts at frame {found} but the database holds frames only up to {applied}")]
-pub struct Gap {
-    pub applied: u64,
-    pub found: u64,
+pub enum LogError {
+    #[error("the log starts at frame {found} but the database holds frames only up to {applied}")]
+    Gap { applied: u64, found: u64 },
+    #[error(
+        "damaged at byte {offset}: frame {expected} is unreadable there, yet frame {found} follows at byte {at}, so \
+         acknowledged writes lie past the damage"
+    )]
+    Damaged { offset: u64, expected: u64, found: u64, at: u64 },
 }
 
 /// Builds the payload of one frame.
@@ -313,12 +359,24 @@ pub fn entries(payload: &[u8]) -> Result<Vec<Entry<'_>>, Malformed> {
 mod tests {
     use super::*;
 
-    fn frames(seqs: &[u64]) -> Vec<Frame> {
-        seqs.iter().map(|&seq| Frame { seq, payload: vec![seq as u8] }).collect()
+    fn seqs(frames: &[Frame<'_>]) -> Vec<u64> {
+        frames.iter().map(|f| f.seq).collect()
     }
 
-    fn seqs(frames: &[Frame]) -> Vec<u64> {
-        frames.iter().map(|f| f.seq).collect()
+    /// A log of frames numbered `seqs`, in that order, each with a payload of
+    /// its number's low byte repeated `len` times; and each frame's offset.
+    fn log_of(seqs: &[u64], len: usize) -> (Vec<u8>, Vec<usize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        let mut offsets = Vec::new();
+        for &seq in seqs {
+            wal.restart(seq);
+            wal.offset = offsets.last().map_or(0, |&o: &usize| o as u64 + (FRAME_HEADER + len) as u64);
+            offsets.push(wal.offset as usize);
+            wal.append(&[&vec![seq as u8; len]]).unwrap();
+        }
+        (std::fs::read(&path).unwrap(), offsets)
     }
 
     #[test]
@@ -339,10 +397,11 @@ mod tests {
         // Cut the last frame short, as a crash mid-write would.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(whole + 40).unwrap();
-        let (_, read) = Wal::open(&path).unwrap();
+        let (_, bytes) = Wal::open(&path).unwrap();
+        let read = replayable(&bytes, 6).unwrap();
         assert_eq!(
-            read,
-            vec![Frame { seq: 7, payload: b"first".to_vec() }, Frame { seq: 8, payload: b"second".to_vec() }]
+            read.iter().map(|f| (f.seq, f.payload)).collect::<Vec<_>>(),
+            vec![(7, b"first".as_slice()), (8, b"second".as_slice())]
         );
     }
 
@@ -360,26 +419,33 @@ mod tests {
         assert!(len >= wal.written() && len >= GROW_BYTES + FRAME_HEADER as u64, "{len}");
         drop(wal);
         // The zeros after the frames end the log.
-        let (_, read) = Wal::open(&path).unwrap();
+        let (_, bytes) = Wal::open(&path).unwrap();
+        let read = replayable(&bytes, 0).unwrap();
         assert_eq!(seqs(&read), vec![1, 2]);
-        assert_eq!(read[1].payload, big);
+        assert_eq!(read[1].payload, big.as_slice());
     }
 
     #[test]
-    fn a_flipped_bit_ends_the_log_at_that_frame() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&[b"one"]).unwrap();
-        let second = wal.written();
-        wal.append(&[b"two"]).unwrap();
-        wal.append(&[b"three"]).unwrap();
-        drop(wal);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[second as usize + FRAME_HEADER] ^= 0x10;
-        std::fs::write(&path, &bytes).unwrap();
-        let (_, read) = Wal::open(&path).unwrap();
-        assert_eq!(seqs(&read), vec![1]);
+    fn a_damaged_last_frame_ends_the_log_and_a_damaged_middle_is_refused() {
+        let (bytes, offsets) = log_of(&[1, 2, 3], 40);
+        let mut last = bytes.clone();
+        last[offsets[2] + FRAME_HEADER + 5] ^= 0x10;
+        assert_eq!(seqs(&replayable(&last, 0).unwrap()), vec![1, 2]);
+        // The same flip one frame earlier: frame 3 shows frame 2 was
+        // acknowledged, so stopping at it would lose both.
+        for at in [offsets[1] + FRAME_HEADER + 5, offsets[1] + 1, offsets[1] + 9] {
+            let mut middle = bytes.clone();
+            middle[at] ^= 0x10;
+            assert_eq!(
+                replayable(&middle, 0),
+                Err(LogError::Damaged { offset: offsets[1] as u64, expected: 2, found: 3, at: offsets[2] as u64 }),
+                "flip at {at}"
+            );
+        }
+        // Damage in frames the database already holds still hides later ones.
+        let mut first = bytes.clone();
+        first[offsets[0] + FRAME_HEADER] ^= 1;
+        assert!(matches!(replayable(&first, 1), Err(LogError::Damaged { expected: 2, found: 2, .. })));
     }
 
     #[test]
@@ -394,26 +460,38 @@ mod tests {
         wal.restart(6);
         wal.append(&[b"six"]).unwrap();
         drop(wal);
-        let (_, read) = Wal::open(&path).unwrap();
+        let (_, bytes) = Wal::open(&path).unwrap();
         // The short frame leaves the tail of frame 1 behind it, which does
         // not parse, so the old frames are never reached.
-        assert_eq!(seqs(&replayable(read, 5).unwrap()), vec![6]);
+        assert_eq!(seqs(&replayable(&bytes, 5).unwrap()), vec![6]);
+        // A torn frame 7 over the old pass is a crash, not damage: what
+        // follows it is older.
+        let mut torn = bytes.clone();
+        torn[FRAME_HEADER + 3..FRAME_HEADER + 3 + FRAME_HEADER].copy_from_slice(&{
+            let mut h = [0u8; FRAME_HEADER];
+            h[0] = 200;
+            h[8] = 7;
+            h
+        });
+        assert_eq!(seqs(&replayable(&torn, 5).unwrap()), vec![6]);
     }
 
     #[test]
     fn replay_skips_what_the_database_holds_and_stops_out_of_sequence() {
         // Database at 3; log restarted after 2, so frames 3.. follow.
-        assert_eq!(seqs(&replayable(frames(&[3, 4, 5]), 3).unwrap()), vec![4, 5]);
+        assert_eq!(seqs(&replayable(&log_of(&[3, 4, 5], 8).0, 3).unwrap()), vec![4, 5]);
         // A checkpoint at 5 committed, but the crash came before the log
         // restarted: everything is already in the database.
-        assert_eq!(seqs(&replayable(frames(&[1, 2, 3, 4, 5]), 5).unwrap()), Vec::<u64>::new());
+        assert_eq!(seqs(&replayable(&log_of(&[1, 2, 3, 4, 5], 8).0, 5).unwrap()), Vec::<u64>::new());
         // New frames, then the older frames of an earlier pass.
-        assert_eq!(seqs(&replayable(frames(&[6, 7, 3, 4]), 5).unwrap()), vec![6, 7]);
-        // A duplicate or a jump after the run ends it.
-        assert_eq!(seqs(&replayable(frames(&[6, 7, 7, 8]), 5).unwrap()), vec![6, 7]);
-        assert_eq!(seqs(&replayable(frames(&[6, 8]), 5).unwrap()), vec![6]);
+        assert_eq!(seqs(&replayable(&log_of(&[6, 7, 3, 4], 8).0, 5).unwrap()), vec![6, 7]);
+        // A duplicate ends the run; a later frame after it, or a jump, is
+        // damage.
+        assert_eq!(seqs(&replayable(&log_of(&[6, 7, 7], 8).0, 5).unwrap()), vec![6, 7]);
+        assert!(matches!(replayable(&log_of(&[6, 7, 7, 8], 8).0, 5), Err(LogError::Damaged { found: 8, .. })));
+        assert!(matches!(replayable(&log_of(&[6, 8], 8).0, 5), Err(LogError::Damaged { expected: 7, found: 8, .. })));
         // Frames beyond a missing checkpoint are refused, not skipped.
-        assert_eq!(replayable(frames(&[9, 10]), 5), Err(Gap { applied: 5, found: 9 }));
+        assert_eq!(replayable(&log_of(&[9, 10], 8).0, 5), Err(LogError::Gap { applied: 5, found: 9 }));
     }
 
     #[test]

@@ -151,6 +151,42 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts a daemon on `data_dir` that is expected to refuse to start;
+/// returns its exit code and what it wrote to stderr. Fails the test if it
+/// becomes ready, or runs for more than `READY_TIMEOUT`.
+pub fn start_refused(data_dir: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(binary("sessiond"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sessiond");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            let _ = child.kill();
+            panic!("sessiond neither started nor refused within {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("sessiond ready"), "sessiond started: {stdout}");
+    (status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Resident memory of process `pid`, in bytes (VmRSS).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
 /// Reads the child's stdout until the readiness line, or fails the test
 /// with the daemon's log if it exits or takes too long.
 fn wait_ready(child: &mut Child, stderr_log: &Path) {

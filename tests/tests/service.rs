@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use sessiond_client::{ErrorCode, Expiry};
-use sessiond_protocol::{Get, Hello, PROTOCOL_VERSION, Request};
+use sessiond_protocol::{Hello, PROTOCOL_VERSION, Request};
 use sessiond_tests::{Daemon, binary, sessionctl};
 
 fn stat(daemon: &Daemon, name: &str) -> u64 {
@@ -106,28 +106,6 @@ fn idle_and_slow_connections_are_closed() {
     assert!(stat(&daemon, "limit_frame_timeout_closed") >= 1);
 }
 
-#[test]
-fn a_reader_that_leaves_its_answers_unread_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), Some("[limits]\nmax_output_bytes = 65536\n"));
-    let key = daemon.blocking().create([("v", vec![b'x'; 1000])], Expiry::Default).unwrap().key;
-    let mut s = UnixStream::connect(&daemon.socket).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut bytes = hello(1);
-    for id in 2..4000 {
-        Request::Get(Get { key: key.clone(), touch: false, ip: None, user_agent: None }).encode_frame(id, &mut bytes);
-    }
-    // Never read: the answers pile up past the limit. The daemon may close
-    // before all of this is written.
-    let _ = s.write_all(&bytes);
-    let start = Instant::now();
-    while stat(&daemon, "limit_output_closed") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "the slow reader was never closed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(daemon.blocking().get(&key).is_ok(), "others are served");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inflight_and_connection_limits_hold() {
     let dir = tempfile::tempdir().unwrap();
@@ -192,6 +170,21 @@ async fn sighup_reloads_keys_and_settings_without_dropping_connections() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(c.issue_transfer(&key, "a.example", &["c.example"], None).await.is_ok());
+
+    // A key ring gone missing is an error that keeps the running keys: a
+    // token issued before the reload still redeems after it.
+    let config = sites(r#""a.example", "b.example", "c.example""#);
+    std::fs::write(daemon.config_path().unwrap(), config).unwrap();
+    let before = c.issue_transfer(&key, "a.example", &["b.example"], None).await.unwrap().remove(0).token;
+    std::fs::remove_file(dir.path().join("d/keyring")).unwrap();
+    daemon.signal(Signal::HUP);
+    let start = Instant::now();
+    while !daemon.log().contains("is missing; restore it") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no refusal; log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!dir.path().join("d/keyring").exists(), "no new key ring was made");
+    c.redeem_transfer(&before, "b.example", None, false, None).await.expect("the running keys stayed");
 }
 
 #[test]

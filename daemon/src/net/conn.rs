@@ -8,6 +8,10 @@ use mio::net::UnixStream;
 use sessiond_protocol::{ErrorCode, HEADER_LEN, Request, Response, decode_frame};
 
 const INITIAL_READ_BUF: usize = 4096;
+/// A buffer that grew past this for a large frame or answer is given back
+/// once it is empty, so an idle connection holds kilobytes, not the
+/// largest thing it ever carried.
+const KEEP_BUF: usize = 64 << 10;
 
 #[derive(Debug)]
 pub(super) enum ReadOutcome {
@@ -58,10 +62,18 @@ pub(super) struct Conn {
     pub scheduled: bool,
     /// Last byte received or answer delivered: for the idle timeout.
     pub last_activity: Instant,
+    /// Since when answers have been waiting with none of their bytes taken
+    /// by the client: for the write timeout. `None` with nothing pending.
+    pub write_stalled_since: Option<Instant>,
+    /// This connection's pending output as last added to the loops' shared
+    /// total (see `EventLoop::account`).
+    pub accounted: usize,
     /// When the frame now partly buffered began: for the frame timeout.
     pub frame_started: Option<Instant>,
     /// Stopped reading at the in-flight limit (counted once per stop).
     pub paused: bool,
+    /// Stopped serving for unsent answers (counted once per stop).
+    pub output_paused: bool,
     /// The socket may hold unread bytes: set by every poll event for it,
     /// cleared when a read finds the receive queue empty. Polling is
     /// edge-triggered, so a cleared flag is set again by the next arrival.
@@ -88,8 +100,11 @@ impl Conn {
             write_interest: false,
             scheduled: false,
             last_activity: Instant::now(),
+            write_stalled_since: None,
+            accounted: 0,
             frame_started: None,
             paused: false,
+            output_paused: false,
             readable: true,
             read_closed: false,
         }
@@ -103,6 +118,9 @@ impl Conn {
         if self.lo == self.hi {
             self.lo = 0;
             self.hi = 0;
+            if self.rbuf.len() > KEEP_BUF {
+                self.rbuf = vec![0; INITIAL_READ_BUF];
+            }
         }
         if self.hi == self.rbuf.len() {
             if self.lo > 0 {
@@ -174,16 +192,28 @@ impl Conn {
     /// Writes as much output as the socket takes. Returns true when all of
     /// it is written.
     pub fn flush(&mut self) -> io::Result<bool> {
+        let start = self.wpos;
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The clock runs from the last byte the client took.
+                    if self.wpos > start || self.write_stalled_since.is_none() {
+                        self.write_stalled_since = Some(Instant::now());
+                    }
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.wbuf.clear();
+        self.write_stalled_since = None;
+        if self.wbuf.capacity() > KEEP_BUF {
+            self.wbuf = Vec::new();
+        } else {
+            self.wbuf.clear();
+        }
         self.wpos = 0;
         Ok(true)
     }

@@ -29,7 +29,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct LoopConfig {
     pub max_frame: u32,
     pub max_inflight: u32,
+    /// A connection with this many bytes of answers unsent is served no
+    /// further request until the client reads.
     pub max_output_bytes: usize,
+    /// The same across every connection of every loop: past it, only
+    /// connections with nothing unsent are served.
+    pub max_output_total: usize,
+    /// A connection whose client takes none of its pending answers for
+    /// this long is closed.
+    pub write_timeout: Duration,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub peers: PeerPolicy,
@@ -165,9 +173,15 @@ impl EventLoop {
                 && conn.output_pending() == 0
                 && now.duration_since(conn.last_activity) >= self.config.idle_timeout;
             let slow = conn.frame_started.is_some_and(|t| now.duration_since(t) >= self.config.frame_timeout);
+            // A client that reads none of its answers is never idle (they
+            // are pending), so the write timeout is what ends it.
+            let stuck = conn.write_stalled_since.is_some_and(|t| now.duration_since(t) >= self.config.write_timeout);
             // A connection part-way through a frame is a slow sender, not idle.
             if slow {
                 Stats::add(&stats.limit_frame_timeout_closed, 1);
+                expired.push(token);
+            } else if stuck {
+                Stats::add(&stats.limit_write_timeout_closed, 1);
                 expired.push(token);
             } else if idle {
                 Stats::add(&stats.limit_idle_closed, 1);
@@ -175,7 +189,7 @@ impl EventLoop {
             }
         }
         for token in expired {
-            tracing::debug!("closing a connection past its idle or frame timeout");
+            tracing::debug!("closing a connection past its idle, frame or write timeout");
             self.close(token);
         }
     }
@@ -287,6 +301,15 @@ impl EventLoop {
     /// backpressure stops them; whatever lifts the backpressure (an answer,
     /// a flush) drives the connection again.
     ///
+    /// Two kinds of backpressure, both stopping reads and service alike:
+    /// `max_inflight` writes waiting for the writer, and answers waiting for
+    /// the client (`max_output_bytes` on this connection, or
+    /// `max_output_total` across all of them). Answers are encoded only
+    /// while there is room, so a connection holds at most its output limit
+    /// plus one answer, plus the small answers of its in-flight writes; a
+    /// client that reads gets every answer however large, and one that
+    /// stops reading is closed by the write timeout.
+    ///
     /// A read that returns fewer bytes than asked for shows the socket
     /// drained (a stream socket's read takes all that is queued, up to the
     /// size asked), so no read is spent on the `WouldBlock` that would
@@ -301,6 +324,22 @@ impl EventLoop {
         let mut served = 0;
         loop {
             served += self.serve_frames(token);
+            if self.output_full(&self.conns[token]) {
+                // Send what the socket takes now; go on only if that made room.
+                if !self.flush(token) {
+                    return;
+                }
+                if self.output_full(&self.conns[token]) {
+                    let conn = &mut self.conns[token];
+                    if !conn.output_paused {
+                        conn.output_paused = true;
+                        Stats::add(&self.service.stats().limit_output_paused, 1);
+                    }
+                    break;
+                }
+                self.conns[token].output_paused = false;
+                continue;
+            }
             let conn = &mut self.conns[token];
             if conn.inflight >= self.config.max_inflight {
                 if !conn.paused {
@@ -337,17 +376,30 @@ impl EventLoop {
         } else if served > 0 || conn.frame_started.is_none() {
             conn.frame_started = Some(Instant::now());
         }
-        self.flush(token);
+        if self.flush(token) {
+            self.finish(token);
+        }
+    }
+
+    /// Whether the connection's unsent answers hold it back from serving
+    /// another request.
+    fn output_full(&self, conn: &Conn) -> bool {
+        let pending = conn.output_pending();
+        pending >= self.config.max_output_bytes
+            || (pending > 0
+                && self.service.stats().output_buffered_bytes.load(Ordering::Relaxed)
+                    >= self.config.max_output_total as u64)
     }
 
     /// Serves the whole frames buffered; returns how many.
     fn serve_frames(&mut self, token: usize) -> usize {
         let mut served = 0;
         loop {
-            let conn = &mut self.conns[token];
-            if conn.closing || conn.inflight >= self.config.max_inflight {
+            let conn = &self.conns[token];
+            if conn.closing || conn.inflight >= self.config.max_inflight || self.output_full(conn) {
                 return served;
             }
+            let conn = &mut self.conns[token];
             match conn.next_frame(self.config.max_frame) {
                 Incoming::Nothing => return served,
                 Incoming::Request(id, request) => self.dispatch(token, id, request),
@@ -405,41 +457,59 @@ impl EventLoop {
         self.conns[token].push_response(request_id, &response);
     }
 
-    fn flush(&mut self, token: usize) {
+    /// Writes what the socket takes and asks to hear when it takes more;
+    /// false if the connection failed and is closed.
+    fn flush(&mut self, token: usize) -> bool {
         let conn = &mut self.conns[token];
         let done = match conn.flush() {
             Ok(done) => done,
             Err(e) => {
                 tracing::debug!(error = %e, "write failed; closing the connection");
                 self.close(token);
-                return;
+                return false;
             }
         };
-        if conn.output_pending() > self.config.max_output_bytes {
-            // Like Redis's client-output-buffer-limit: a client that does
-            // not read its answers does not get to hold our memory.
-            Stats::add(&self.service.stats().limit_output_closed, 1);
-            tracing::debug!("closing a connection that leaves its answers unread");
-            self.close(token);
-            return;
-        }
-        if done && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
-            self.close(token);
-            return;
-        }
+        self.account(token);
+        let conn = &mut self.conns[token];
         if done == conn.write_interest {
             let interest = if done { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE };
             conn.write_interest = !done;
             if let Err(e) = self.poll.registry().reregister(&mut conn.stream, Token(token), interest) {
                 tracing::debug!(error = %e, "reregister failed; closing the connection");
                 self.close(token);
+                return false;
             }
         }
+        true
+    }
+
+    /// Closes a connection that is done: closing or at EOF, with every
+    /// answer sent.
+    fn finish(&mut self, token: usize) {
+        let conn = &self.conns[token];
+        if conn.output_pending() == 0 && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
+            self.close(token);
+        }
+    }
+
+    /// Brings the loops' shared total of unsent answers in line with this
+    /// connection's.
+    fn account(&mut self, token: usize) {
+        let conn = &mut self.conns[token];
+        let pending = conn.output_pending();
+        let total = &self.service.stats().output_buffered_bytes;
+        if pending >= conn.accounted {
+            total.fetch_add((pending - conn.accounted) as u64, Ordering::Relaxed);
+        } else {
+            total.fetch_sub((conn.accounted - pending) as u64, Ordering::Relaxed);
+        }
+        conn.accounted = pending;
     }
 
     fn close(&mut self, token: usize) {
         if let Some(mut conn) = self.conns.try_remove(token) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.service.stats().output_buffered_bytes.fetch_sub(conn.accounted as u64, Ordering::Relaxed);
             self.forget_connection();
         }
     }

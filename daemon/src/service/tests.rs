@@ -265,11 +265,23 @@ fn sweeps_and_deletes_keep_the_owner_and_handle_tables_exact() {
     }
 }
 
-/// A storage backend whose writes and syncs fail while `fail` is set.
+/// A storage backend whose writes and syncs fail while `fail` is set, with
+/// an error or, if `panics`, with a panic (a bug on the storage path).
 #[derive(Debug)]
 struct Flaky {
     inner: redb::backends::InMemoryBackend,
     fail: Arc<AtomicBool>,
+    panics: bool,
+}
+
+impl Flaky {
+    fn injected(&self, what: &str) -> Result<(), std::io::Error> {
+        match (self.fail.load(Ordering::SeqCst), self.panics) {
+            (false, _) => Ok(()),
+            (true, false) => Err(std::io::Error::other(format!("injected {what} failure"))),
+            (true, true) => panic!("injected {what} panic"),
+        }
+    }
 }
 
 impl redb::StorageBackend for Flaky {
@@ -283,15 +295,11 @@ impl redb::StorageBackend for Flaky {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> Result<(), std::io::Error> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected sync failure"));
-        }
+        self.injected("sync")?;
         self.inner.sync_data()
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected write failure"));
-        }
+        self.injected("write")?;
         self.inner.write(offset, data)
     }
 }
@@ -303,7 +311,7 @@ fn log_file() -> std::fs::File {
 #[test]
 fn after_a_failed_commit_no_write_is_ever_acknowledged() {
     let fail = Arc::new(AtomicBool::new(false));
-    let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
+    let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone(), panics: false };
     let (store, _) = Store::open_backend(backend, log_file()).unwrap();
     let kit = Kit::with_store(store, &Config::default());
     let key = kit.create(&[("a", "1")], Expiry::Default);
@@ -333,6 +341,30 @@ fn after_a_failed_commit_no_write_is_ever_acknowledged() {
 }
 
 #[test]
+fn a_panic_on_the_writer_answers_its_waiters_and_fails_closed() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone(), panics: true };
+    let (store, _) = Store::open_backend(backend, log_file()).unwrap();
+    let kit = Kit::with_store(store, &Config::default());
+    let key = kit.create(&[("a", "1")], Expiry::Default);
+    // A checkpoint writes to the backend inside its batch.
+    fail.store(true, Ordering::SeqCst);
+    let unavailable = Some(ErrorCode::Unavailable as u16);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = crate::writer::Job { op: crate::writer::Op::Checkpoint, reply: crate::reply::ReplyTo::Channel(tx) };
+    kit.service.writer.submit_wait(job).unwrap();
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("answered, not dropped or left hanging");
+    assert_eq!(code(&answer), unavailable);
+    let why = kit.fatal.recv_timeout(std::time::Duration::from_secs(5)).expect("the daemon is told to stop");
+    assert!(why.contains("panicked"), "{why}");
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(code(&kit.patch(&key, "a", "2")), unavailable, "writes stay refused");
+    // redb's own drop panics on a database whose writer panicked inside
+    // it; the daemon exits non-zero at that point either way.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(kit)));
+}
+
+#[test]
 fn after_a_failed_log_write_no_write_is_ever_acknowledged() {
     let full = std::fs::File::options().read(true).write(true).open("/dev/full").unwrap();
     let (store, _) = Store::open_backend(redb::backends::InMemoryBackend::new(), full).unwrap();
@@ -345,4 +377,28 @@ fn after_a_failed_log_write_no_write_is_ever_acknowledged() {
     assert!(kit.fatal.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "the daemon is told to stop");
     assert_eq!(code(&kit.call(create())), unavailable);
     assert_eq!(kit.store.scan().unwrap().len(), 0, "nothing of it reached redb");
+}
+
+#[test]
+fn a_wall_clock_leap_does_not_sweep_every_session_away() {
+    let kit = Kit::new();
+    let key = kit.create(&[("a", "1")], Expiry::Default);
+    let sweep = || match kit.call(Request::Sweep(sessiond_protocol::Empty {})) {
+        Response::Swept(s) => s.removed,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sweep(), 0);
+    // +15 days in an instant: every session looks expired, and reads say
+    // so, but nothing is deleted while the clock has just leapt...
+    kit.clock.jump(15 * 86_400_000);
+    assert_eq!(sweep(), 0);
+    assert!(matches!(kit.get(&key, false), Response::Error(_)), "reads follow the wall clock");
+    // ...so when it is set right, the session is still there.
+    kit.clock.jump(-15 * 86_400_000);
+    assert!(matches!(kit.get(&key, false), Response::Session(_)));
+    // A clock that stays leapt is believed once it has run steadily.
+    kit.clock.jump(15 * 86_400_000);
+    assert_eq!(sweep(), 0);
+    kit.clock.advance(600_000);
+    assert_eq!(sweep(), 1);
 }

@@ -74,6 +74,7 @@ impl Service {
         Ok(Op::Redeem {
             nonce,
             exp_ms: claims.exp_ms,
+            valid_until_ms: claims.exp_ms.saturating_add(self.tokens.config().skew_ms),
             source: SessionKey::from_bytes(claims.session),
             current,
             always_replace: r.always_replace,

@@ -90,6 +90,11 @@ impl Key {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyringError {
+    #[error(
+        "key ring {path} is missing; restore it (a restart without it makes a new ring, and every sealed cookie \
+         and token in flight stops opening)"
+    )]
+    Missing { path: PathBuf },
     #[error("key ring {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
@@ -117,14 +122,26 @@ impl Keyring {
     /// does not exist. Refuses a file others can read, a symlink, a file of
     /// another user, or a malformed one.
     pub fn open_or_create(path: &Path, now_ms: u64) -> Result<Self, KeyringError> {
-        let io = |source| KeyringError::Io { path: path.to_owned(), source };
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::open(path) {
+            Err(KeyringError::Missing { .. }) => {
                 let ring =
                     Self { path: path.to_owned(), keys: vec![fresh_key(KeyState::Active { added_ms: now_ms })?] };
                 ring.save()?;
                 tracing::info!(path = %path.display(), kid = ring.active().kid, "created a new key ring");
-                return Ok(ring);
+                Ok(ring)
+            }
+            other => other,
+        }
+    }
+
+    /// Loads the key ring at `path`, which must exist: on reload, a missing
+    /// ring is an operator's mistake, and a new one would void every sealed
+    /// cookie and token in flight. Checks as [`Keyring::open_or_create`].
+    pub fn open(path: &Path) -> Result<Self, KeyringError> {
+        let io = |source| KeyringError::Io { path: path.to_owned(), source };
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyringError::Missing { path: path.to_owned() });
             }
             Err(e) => return Err(io(e)),
             Ok(_) => {}

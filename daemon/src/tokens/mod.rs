@@ -131,10 +131,10 @@ impl Tokens {
         self.config.read().clone()
     }
 
-    /// SIGHUP: re-reads the key ring and takes the new rules. On any error
-    /// the old keys and rules stay in force.
-    pub fn reload(&self, config: TokenConfig, now_ms: u64) -> Result<(), KeyringError> {
-        let ring = Keyring::open_or_create(&config.keyring, now_ms)?;
+    /// SIGHUP: re-reads the key ring and takes the new rules. On any error,
+    /// a missing key ring included, the old keys and rules stay in force.
+    pub fn reload(&self, config: TokenConfig) -> Result<(), KeyringError> {
+        let ring = Keyring::open(&config.keyring)?;
         *self.ring.write() = ring;
         *self.config.write() = Arc::new(config);
         Ok(())

@@ -431,3 +431,49 @@ fn nonce_check(n: usize) {
         assert!(seen.insert(nonce), "a nonce repeated");
     }
 }
+
+#[test]
+fn a_redeem_checked_before_a_purge_and_applied_after_it_is_refused() {
+    let kit = kit();
+    let source = kit.create(&[("a", "1")], Expiry::Default);
+    // The service accepted a token valid until T0 + 35 s; by the time the
+    // writer applies it the clock is past that, and the sweeper's purge in
+    // the same or an earlier batch has forgotten that the token was used.
+    kit.clock.set(T0 + 35_001);
+    assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(_)));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let op = crate::writer::Op::Redeem {
+        nonce: [7; 24],
+        exp_ms: T0 + 30_000,
+        valid_until_ms: T0 + 35_000,
+        source: sessiond_protocol::SessionKey::parse(&source).unwrap(),
+        current: None,
+        always_replace: false,
+    };
+    kit.service.writer.submit_wait(crate::writer::Job { op, reply: crate::reply::ReplyTo::Channel(tx) }).unwrap();
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(code(&answer), REJECTED);
+    assert_eq!(stat(&kit, "token_rejected_time"), 1);
+}
+
+#[test]
+fn a_wall_clock_excursion_neither_reopens_a_revoked_cookie_nor_a_used_token() {
+    let kit = kit();
+    let source = kit.create(&[("a", "1")], Expiry::Default);
+    let token = issue(&kit, &source, A, &[B], None).remove(0).1;
+    assert!(matches!(redeem(&kit, &token, B, None, None), Response::Redeemed(_)));
+    let cookie = seal(&kit, &[("a", "1")], "s", A);
+    let revoke = Request::RevokeSealed(SealedCookie { value: cookie.clone(), cookie_name: "s".into(), host: A.into() });
+    assert!(matches!(kit.call(revoke), Response::SealedRevoked(_)));
+    let sweep = || kit.call(Request::Sweep(sessiond_protocol::Empty {}));
+    assert!(matches!(sweep(), Response::Swept(_)), "the guard has seen a steady clock");
+
+    // +2 h in an instant, a sweep round on it, then the clock set right.
+    kit.clock.jump(2 * 3600 * 1000);
+    assert!(matches!(sweep(), Response::Swept(_)));
+    kit.clock.jump(-2 * 3600 * 1000);
+    assert_eq!(code(&unseal(&kit, &cookie, "s", A)), REJECTED, "the revoked cookie reopened");
+    assert_eq!(code(&redeem(&kit, &token, B, None, None)), REJECTED, "the used token redeemed again");
+    assert_eq!(stat(&kit, "token_rejected_replay"), 1, "refused as a replay");
+    assert!(stat(&kit, "sweeps_held") >= 1);
+}

@@ -159,7 +159,11 @@ impl Applier<'_> {
                 batch.bump_epoch(user)?;
                 Ok(Response::UserRevoked(RevokedOk { count }))
             }
-            Op::Redeem { nonce, exp_ms, source, current, always_replace } => {
+            Op::Redeem { nonce, exp_ms, valid_until_ms, source, current, always_replace } => {
+                if batch.now > *valid_until_ms {
+                    self.stats.token_rejected(Reject::Time);
+                    return Ok(Response::error(ErrorCode::TokenRejected, "token rejected"));
+                }
                 self.redeem(batch, *nonce, *exp_ms, *source, *current, *always_replace)
             }
             Op::RevokeSealed { sid, until_ms } => {

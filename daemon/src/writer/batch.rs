@@ -62,6 +62,9 @@ pub(super) struct Batch<'t> {
     cache: &'t Cache,
     pub slots: HashMap<SessionKey, Slot>,
     pub now: u64,
+    /// The memory size of every record loaded into a slot: with the jobs'
+    /// own costs, an upper bound on what the batch writes to the log.
+    pub loaded_bytes: usize,
     /// Sessions a sweep found touched since it was taken: re-filed after commit.
     pub refile: Vec<SessionKey>,
     users: HashMap<String, BTreeSet<SessionKey>>,
@@ -77,6 +80,7 @@ impl<'t> Batch<'t> {
             cache,
             slots: HashMap::new(),
             now,
+            loaded_bytes: 0,
             refile: Vec::new(),
             users: HashMap::new(),
             handles: HashMap::new(),
@@ -168,6 +172,7 @@ impl<'t> Batch<'t> {
                     None => None,
                 },
             };
+            self.loaded_bytes += record.as_ref().map_or(0, Record::memory_bytes);
             let stored =
                 record.as_ref().map(|r| Stored { expires_at: r.expires_at_ms, user: r.user.clone(), handle: r.handle });
             // Touches move the index first: take the later expiry, so no

@@ -40,6 +40,8 @@
 //! fails closed. The log holds every acknowledged write, so the next start
 //! replays them.
 
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -111,6 +113,11 @@ pub enum Op {
     Redeem {
         nonce: [u8; 24],
         exp_ms: u64,
+        /// The last instant the token may be redeemed (its expiry plus the
+        /// allowed skew), checked again against the batch's clock: the
+        /// service's check came earlier, and a purge of the replay guard
+        /// in between must not let a used token through.
+        valid_until_ms: u64,
         source: SessionKey,
         current: Option<SessionKey>,
         always_replace: bool,
@@ -141,6 +148,43 @@ pub enum Op {
     Checkpoint,
 }
 
+/// What one job may add to its batch's log frame and hold in the queue
+/// besides the bytes it carries: index rows, its answer.
+const JOB_OVERHEAD: usize = 1024;
+
+impl Op {
+    /// An upper bound on the bytes this operation brings into the writer:
+    /// what it carries, plus its index rows and answer. With the records a
+    /// batch loads (see `Batch::loaded_bytes`), this bounds the batch's
+    /// log frame.
+    pub fn cost(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        JOB_OVERHEAD
+            + match self {
+                Op::Create { fields, meta, .. } => {
+                    fields.encoded_len() + text(&meta.user) + text(&meta.ip) + text(&meta.user_agent)
+                }
+                Op::Replace { fields, .. } => fields.encoded_len(),
+                Op::Patch { set, remove, .. } => {
+                    set.iter().map(|f| f.name.len() + f.value.len() + 8).sum::<usize>()
+                        + remove.iter().map(|r| r.len() + 8).sum::<usize>()
+                }
+                Op::Cycle { bind_user, .. } => text(bind_user),
+                Op::SetMeta { ip, user_agent, .. } => text(ip) + text(user_agent),
+                Op::RevokeUser { user, .. } => user.len(),
+                Op::Sweep { keys } => keys.len() * 64,
+                Op::Delete { .. }
+                | Op::Revoke { .. }
+                | Op::Redeem { .. }
+                | Op::RevokeSealed { .. }
+                | Op::PurgeTokens { .. }
+                | Op::SetExpiry { .. }
+                | Op::PersistTouch { .. }
+                | Op::Checkpoint => 0,
+            }
+    }
+}
+
 /// Owner and origin of a new session, already validated (IP canonical, user
 /// agent truncated).
 #[derive(Debug, Clone, Default)]
@@ -165,7 +209,12 @@ pub struct WriterConfig {
     /// ...or its first frame is this old.
     pub checkpoint_age: Duration,
     pub max_batch: usize,
+    /// A batch takes no further job once what it may log reaches this.
+    pub max_batch_bytes: usize,
     pub queue_capacity: usize,
+    /// Bytes of queued jobs (by [`Op::cost`]) past which the network is
+    /// answered BUSY.
+    pub max_queued_bytes: usize,
     pub max_session_bytes: usize,
     pub max_fields: usize,
     pub rules: ExpiryRules,
@@ -188,15 +237,35 @@ enum Msg {
 
 /// The handle the service holds to submit mutations.
 ///
-/// The channel grows as needed and a counter enforces the capacity: a
-/// bounded channel would allocate every slot up front, and the capacity
-/// (`max_connections` x `max_inflight`) is sized never to be reached.
+/// The channel grows as needed and counters enforce the capacity, in jobs
+/// and in bytes: a bounded channel would allocate every slot up front. The
+/// job capacity (`max_connections` x `max_inflight`) is sized never to be
+/// reached; the byte capacity is what keeps a few clients sending large
+/// sessions from queueing gigabytes.
 #[derive(Debug, Clone)]
 pub struct WriterQueue {
     tx: Sender<Msg>,
-    /// Jobs queued and not yet taken by the writer.
-    depth: Arc<AtomicUsize>,
+    depth: Arc<Depth>,
     capacity: usize,
+    max_bytes: usize,
+}
+
+/// Jobs queued and not yet taken by the writer, and their [`Op::cost`].
+#[derive(Debug, Default)]
+struct Depth {
+    jobs: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Depth {
+    fn add(&self, cost: usize) -> (usize, usize) {
+        (self.jobs.fetch_add(1, Ordering::Relaxed), self.bytes.fetch_add(cost, Ordering::Relaxed))
+    }
+
+    fn sub(&self, jobs: usize, bytes: usize) {
+        self.jobs.fetch_sub(jobs, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Msg {
@@ -222,14 +291,17 @@ impl WriterQueue {
     /// bounded by itself (one sweep batch at a time), never for a network
     /// thread.
     pub fn submit_wait(&self, job: Job) -> Result<(), SubmitError> {
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.depth.add(job.op.cost());
         self.tx.send(Msg::Job(job)).map_err(|_| SubmitError::Closed)
     }
 
-    /// Queues a job if there is room.
+    /// Queues a job if there is room, in jobs and in bytes. A job larger
+    /// than the whole byte capacity still goes into an empty queue.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        if self.depth.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+        let cost = job.op.cost();
+        let (jobs, bytes) = self.depth.add(cost);
+        if jobs >= self.capacity || (bytes > 0 && bytes + cost > self.max_bytes) {
+            self.depth.sub(1, cost);
             return Err(SubmitError::Full);
         }
         self.tx.send(Msg::Job(job)).map_err(|_| SubmitError::Closed)
@@ -254,8 +326,13 @@ impl Writer {
         on_fatal: Box<dyn Fn(String) + Send>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = channel();
-        let depth = Arc::new(AtomicUsize::new(0));
-        let queue = WriterQueue { tx, depth: depth.clone(), capacity: config.queue_capacity };
+        let depth = Arc::new(Depth::default());
+        let queue = WriterQueue {
+            tx,
+            depth: depth.clone(),
+            capacity: config.queue_capacity,
+            max_bytes: config.max_queued_bytes,
+        };
         let state = WriterThread {
             store,
             out,
@@ -264,6 +341,7 @@ impl Writer {
             config,
             rx,
             depth,
+            carried: VecDeque::new(),
             on_fatal,
             failed: false,
             open: None,
@@ -295,7 +373,10 @@ struct WriterThread {
     clock: Arc<dyn Clock>,
     config: WriterConfig,
     rx: Receiver<Msg>,
-    depth: Arc<AtomicUsize>,
+    depth: Arc<Depth>,
+    /// Jobs taken from the queue that the last batch had no room for: they
+    /// lead the next one, in order.
+    carried: VecDeque<Job>,
     on_fatal: Box<dyn Fn(String) + Send>,
     failed: bool,
     /// The write transaction batches go into until it is committed.
@@ -311,16 +392,18 @@ struct WriterThread {
 
 impl WriterThread {
     fn run(mut self) {
-        loop {
-            let first = match self.next_msg() {
-                Some(Msg::Job(job)) => job,
-                Some(Msg::Shutdown) | None => break,
-            };
-            let mut jobs = vec![first];
-            let mut stop = false;
+        let mut stop = false;
+        while !stop {
+            let mut jobs: Vec<Job> = self.carried.drain(..).collect();
+            if jobs.is_empty() {
+                match self.next_msg() {
+                    Some(Msg::Job(job)) => jobs.push(self.taken(job)),
+                    Some(Msg::Shutdown) | None => break,
+                }
+            }
             while jobs.len() < self.config.max_batch {
                 match self.rx.try_recv() {
-                    Ok(Msg::Job(job)) => jobs.push(job),
+                    Ok(Msg::Job(job)) => jobs.push(self.taken(job)),
                     Ok(Msg::Shutdown) => {
                         stop = true;
                         break;
@@ -328,24 +411,27 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            self.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
             self.commit_batch(jobs);
-            if stop {
-                break;
-            }
         }
         // Answer anything still queued, then make everything durable in
         // redb: the log starts the next run empty.
-        let rest: Vec<Job> =
-            self.rx.try_iter().filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None }).collect();
-        if !rest.is_empty() {
+        let mut rest: Vec<Job> = self.carried.drain(..).collect();
+        rest.extend(self.rx.try_iter().filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None }));
+        while !rest.is_empty() {
             self.commit_batch(rest);
+            rest = self.carried.drain(..).collect();
         }
         if !self.failed {
-            if let Err(e) = self.commit_open(true) {
+            if let Err(e) = self.commit_open(true).and_then(|()| self.store.mark_clean()) {
                 self.fail(&e);
             }
         }
+    }
+
+    /// A job leaves the queue's count when the writer takes it.
+    fn taken(&self, job: Job) -> Job {
+        self.depth.sub(1, job.op.cost());
+        job
     }
 
     /// Waits for the next message, waking to sync the log or checkpoint
@@ -424,7 +510,7 @@ impl WriterThread {
         Ok(())
     }
 
-    fn fail(&mut self, error: &StoreError) {
+    fn fail(&mut self, error: &dyn std::fmt::Display) {
         Stats::add(&self.stats.commit_failures, 1);
         // Whatever the open transaction holds past the failure is unknown:
         // it is dropped, never committed. The log has every acknowledged write.
@@ -436,60 +522,82 @@ impl WriterThread {
         }
     }
 
-    fn commit_batch(&mut self, jobs: Vec<Job>) {
-        if self.failed {
-            let unavailable =
-                jobs.into_iter().map(|j| (j.reply, Response::error(ErrorCode::Unavailable, "storage has failed")));
-            deliver_all(unavailable);
-            return;
+    /// Commits a batch and answers it. A panic anywhere in it fails the
+    /// writer closed, like a storage error: the batch is answered
+    /// UNAVAILABLE (a write may be durable and still be refused, never the
+    /// reverse), every later write is refused, and main is told to exit so
+    /// the service manager restarts the daemon.
+    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+        let answers = if self.failed {
+            unavailable(jobs.len(), "storage has failed")
+        } else {
+            match panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(&mut jobs))) {
+                Ok(answers) => answers,
+                Err(panic) => {
+                    self.fail(&format!("the writer panicked: {}", panic_text(&*panic)));
+                    unavailable(jobs.len(), "internal error; writes are refused")
+                }
+            }
+        };
+        deliver_all(jobs.into_iter().map(|j| j.reply).zip(answers));
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| self.maintain())) {
+            self.fail(&format!("the writer panicked: {}", panic_text(&*panic)));
         }
+    }
+
+    /// Applies, logs and publishes as much of `jobs` as fits one batch
+    /// (the rest are carried to the next); returns their answers.
+    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> Vec<Response> {
         let now = self.clock.now_ms();
         let started = Instant::now();
-        let result = self.apply_and_log(&jobs, now);
+        let result = self.apply_and_log(jobs, now);
+        if let Ok((responses, _)) = &result {
+            // The batch was full: the rest lead the next one.
+            self.carried.extend(jobs.drain(responses.len()..));
+        }
         self.stats.commit_batch.record(jobs.len() as u64);
         self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        match result {
-            Ok((mut responses, changes)) => {
-                for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
-                    let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
-                    self.out.ttl.publish(key, stored, slot.expiry_reset);
-                    self.out.cache.publish(key, slot.record.map(Arc::new), self.generation);
-                }
-                for (alias, primary) in changes.aliases {
-                    self.out.aliases.publish(alias, primary);
-                }
-                for key in changes.refile {
-                    self.out.ttl.refile(key);
-                }
-                // The batch is in the log now, so it holds even if this
-                // commit fails: its answers stand, and the restart replays it.
-                let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
-                if changes.for_readers || checkpoint {
-                    if let Err(e) = self.commit_open(checkpoint) {
-                        self.fail(&e);
-                        for (job, response) in jobs.iter().zip(responses.iter_mut()) {
-                            if matches!(job.op, Op::Checkpoint) {
-                                *response = Response::error(ErrorCode::Unavailable, "checkpoint failed");
-                            }
-                        }
-                    }
-                }
-                Stats::add(&self.stats.commits, 1);
-                Stats::add(&self.stats.committed_ops, jobs.len() as u64);
-                deliver_all(jobs.into_iter().map(|j| j.reply).zip(responses));
-            }
+        let (mut responses, changes) = match result {
+            Ok(done) => done,
             Err(e) => {
                 self.fail(&e);
-                let unavailable =
-                    jobs.into_iter().map(|j| (j.reply, Response::error(ErrorCode::Unavailable, "commit failed")));
-                deliver_all(unavailable);
+                return unavailable(jobs.len(), "commit failed");
+            }
+        };
+        for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
+            let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
+            self.out.ttl.publish(key, stored, slot.expiry_reset);
+            self.out.cache.publish(key, slot.record.map(Arc::new), self.generation);
+        }
+        for (alias, primary) in changes.aliases {
+            self.out.aliases.publish(alias, primary);
+        }
+        for key in changes.refile {
+            self.out.ttl.refile(key);
+        }
+        // The batch is in the log now, so it holds even if this
+        // commit fails: its answers stand, and the restart replays it.
+        let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
+        if changes.for_readers || checkpoint {
+            if let Err(e) = self.commit_open(checkpoint) {
+                self.fail(&e);
+                for (job, response) in jobs.iter().zip(responses.iter_mut()) {
+                    if matches!(job.op, Op::Checkpoint) {
+                        *response = Response::error(ErrorCode::Unavailable, "checkpoint failed");
+                    }
+                }
             }
         }
-        self.maintain();
+        Stats::add(&self.stats.commits, 1);
+        Stats::add(&self.stats.committed_ops, jobs.len() as u64);
+        responses
     }
 
     /// Applies the batch to the open transaction and logs what it changed.
-    /// On success the batch is as durable as the mode promises.
+    /// On success the batch is as durable as the mode promises. Jobs are
+    /// applied in order until what the frame may hold reaches
+    /// `max_batch_bytes` (at least one is); the answers returned are for
+    /// that many, and the caller keeps the rest for the next batch.
     fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
         if self.open.is_none() {
             self.open = Some(self.store.db().begin_write()?);
@@ -499,7 +607,12 @@ impl WriterThread {
             let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, &self.out.cache, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
+            let mut cost = 0;
             for job in jobs {
+                if cost + batch.loaded_bytes >= self.config.max_batch_bytes && !responses.is_empty() {
+                    break;
+                }
+                cost += job.op.cost();
                 let response = match applier.apply(&mut batch, &job.op) {
                     Ok(r) => r,
                     Err(StoreError::Corrupt(e)) => {
@@ -527,4 +640,17 @@ impl WriterThread {
         }
         Ok((responses, changes))
     }
+}
+
+fn unavailable(n: usize, why: &str) -> Vec<Response> {
+    (0..n).map(|_| Response::error(ErrorCode::Unavailable, why)).collect()
+}
+
+/// The message a panic was raised with, if it was text.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
