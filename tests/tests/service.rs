@@ -68,6 +68,12 @@ fn peers_that_are_not_allowed_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FORBIDDEN"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stat(&strict, "connections_forbidden"), 1);
     assert!(strict.log().contains("refused a connection"));
+    // A client that keeps retrying is counted, not logged line by line.
+    for _ in 0..30 {
+        assert_eq!(as_nobody(&strict).status.code(), Some(1));
+    }
+    assert_eq!(stat(&strict, "connections_forbidden"), 31);
+    assert_eq!(strict.log().matches("refused a connection").count(), 1, "{}", strict.log());
 
     let allowing = Daemon::start(&dir.path().join("allow"), Some(&format!("{open}[access]\nallowed_uids = [65534]\n")));
     std::fs::set_permissions(dir.path().join("allow"), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -11,6 +11,7 @@ use sessiond_protocol::{ErrorCode, Request, Response};
 use slab::Slab;
 
 use super::conn::{Conn, Incoming, ReadOutcome, read_capacity};
+use super::refusals::Refusals;
 use super::socket::PeerPolicy;
 use crate::reply::{Mail, Mailbox, ReplyTo, Timing};
 use crate::service::{Outcome, Service};
@@ -59,6 +60,7 @@ pub struct EventLoop {
     config: LoopConfig,
     shutdown: Arc<AtomicBool>,
     to_drive: Vec<usize>,
+    refusals: Refusals,
 }
 
 impl EventLoop {
@@ -80,6 +82,7 @@ impl EventLoop {
             config,
             shutdown,
             to_drive: Vec::new(),
+            refusals: Refusals::new(Instant::now()),
         })
     }
 
@@ -166,6 +169,9 @@ impl EventLoop {
     /// has been arriving for too long (a slow sender holding a buffer).
     fn expire_connections(&mut self) {
         let now = Instant::now();
+        for (uid, count) in self.refusals.roll(now) {
+            tracing::warn!(?uid, count, "refused more connections from this user");
+        }
         let stats = self.service.stats();
         let mut expired = Vec::new();
         for (token, conn) in self.conns.iter() {
@@ -218,8 +224,10 @@ impl EventLoop {
     /// connection limit with a BUSY frame.
     fn place(&mut self, stream: UnixStream) {
         let stats = self.service.stats();
-        if let Err(why) = self.config.peers.check(&stream) {
-            tracing::warn!(%why, "refused a connection");
+        if let Err(refused) = self.config.peers.check(&stream) {
+            if self.refusals.refused(refused.uid, Instant::now()) {
+                tracing::warn!(why = %refused.why, "refused a connection (more from this user are counted, and logged every 10 s)");
+            }
             refuse(&stream, &stats.connections_forbidden, ErrorCode::Forbidden, "not allowed to use this daemon");
             return;
         }

@@ -9,6 +9,7 @@
 
 mod conn;
 mod event_loop;
+mod refusals;
 mod socket;
 
 pub use event_loop::{EventLoop, LoopConfig};

@@ -113,16 +113,27 @@ impl PeerPolicy {
         Self { own_uid: rustix::process::geteuid().as_raw(), uids, gids }
     }
 
-    /// Whether the peer may connect; if not, why, for the log.
-    pub fn check(&self, stream: &mio::net::UnixStream) -> Result<(), String> {
-        let cred = rustix::net::sockopt::socket_peercred(stream).map_err(|e| format!("no peer credentials: {e}"))?;
+    /// Whether the peer may connect; if not, whose connection it was and
+    /// why, for the log.
+    pub fn check(&self, stream: &mio::net::UnixStream) -> Result<(), Refused> {
+        let cred = rustix::net::sockopt::socket_peercred(stream)
+            .map_err(|e| Refused { uid: None, why: format!("no peer credentials: {e}") })?;
         let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
         if uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid) {
             Ok(())
         } else {
-            Err(format!("uid {uid} gid {gid} (pid {}) is not allowed", cred.pid.as_raw_nonzero()))
+            let why = format!("uid {uid} gid {gid} (pid {}) is not allowed", cred.pid.as_raw_nonzero());
+            Err(Refused { uid: Some(uid), why })
         }
     }
+}
+
+/// A connection turned away for its credentials.
+#[derive(Debug)]
+pub struct Refused {
+    /// The peer's user, if its credentials could be read.
+    pub uid: Option<u32>,
+    pub why: String,
 }
 
 #[cfg(test)]
