@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::geoip::GeoIp;
+use crate::owners::OwnerIndex;
 use crate::reply::ReplyTo;
 use crate::server::StartError;
 use crate::service::Service;
@@ -54,11 +55,14 @@ impl Engine {
         for (alias, primary) in store.aliases()? {
             aliases.publish(alias, Some(primary));
         }
+        let owners = Arc::new(OwnerIndex::default());
+        store.load_owners(&owners)?;
         let stats = Arc::new(Stats::default());
         let cache_bytes = config.cache_bytes();
         tracing::info!(mib = cache_bytes >> 20, "session cache budget");
         let cache = Arc::new(Cache::new(cache_bytes));
-        let published = Published { cache: cache.clone(), ttl: ttl.clone(), aliases: aliases.clone() };
+        let published =
+            Published { cache: cache.clone(), ttl: ttl.clone(), aliases: aliases.clone(), owners: owners.clone() };
         let writer =
             Writer::spawn(store.clone(), published, stats.clone(), clock.clone(), writer_config(config), on_fatal)
                 .map_err(StartError::Thread)?;
@@ -92,6 +96,7 @@ impl Engine {
             geoip,
             tokens: tokens.clone(),
             aliases,
+            owners,
         });
         Ok(Self { service, store, ttl, stats, tokens, sweeper, writer })
     }

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod geoip;
 pub mod keys;
 pub mod net;
+pub mod owners;
 pub mod record;
 pub mod reply;
 pub mod service;

@@ -16,6 +16,7 @@ use redb::{
 };
 use sessiond_protocol::SessionKey;
 
+use crate::owners::OwnerIndex;
 use crate::record::{CorruptRecord, Record};
 use crate::ttl::TtlIndex;
 use crate::wal::{self, Redo, Wal};
@@ -309,6 +310,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Fills `index` from the `by_user` table; returns the number of rows.
+    pub fn load_owners(&self, index: &OwnerIndex) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BY_USER)?;
+        let mut n = 0;
+        for row in table.iter()? {
+            let (row, _) = row?;
+            let (user, key) = row.value();
+            index.publish(SessionKey::from_bytes(key), None, Some(user));
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The user's epoch (0 if never bumped) and whether `sid` is denied:
     /// what opening a sealed cookie needs, from one read transaction.
     pub fn cookie_state(&self, user: Option<&str>, sid: &[u8; 16]) -> Result<(u32, bool), StoreError> {
@@ -460,12 +475,12 @@ impl<'t> Tables<'t> {
         })
     }
 
-    /// True if a table that readers query in redb itself changed: the owner
-    /// index (LIST_USER) and the sealed-cookie revocations. A batch that
-    /// changed one must reach redb before it is acknowledged; session rows
-    /// need not, since readers find them in the cache until they do.
+    /// True if a table that readers query in redb itself changed: the
+    /// sealed-cookie revocations. A batch that changed one must reach redb
+    /// before it is acknowledged; session rows and owners need not, since
+    /// readers find them in the cache and the owner index until they do.
     pub fn changed_for_readers(&self) -> bool {
-        self.by_user.changed || self.user_epoch.changed || self.denied.changed
+        self.user_epoch.changed || self.denied.changed
     }
 
     /// Everything written through these tables, table by table: together,

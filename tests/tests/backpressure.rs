@@ -197,3 +197,49 @@ async fn large_writes_from_many_clients_are_bounded_and_never_stop_the_daemon() 
     assert!(largest <= 16, "a batch of up to {largest} sessions of 500 KiB");
     c.ping().await.expect("the daemon is still up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_user_with_20000_sessions_reads_nothing_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let c = daemon.client().await;
+    let mut creates = tokio::task::JoinSet::new();
+    for chunk in 0..8 {
+        let c = daemon.client().await;
+        creates.spawn(async move {
+            let mut pending = tokio::task::JoinSet::new();
+            for _ in 0..2500 {
+                let c = c.clone();
+                let meta = sessiond_protocol::Meta { user: Some("alice".into()), ..Default::default() };
+                pending.spawn(async move {
+                    c.create_with_meta([("chunk", chunk.to_string())], Expiry::Default, meta).await
+                });
+            }
+            while let Some(done) = pending.join_next().await {
+                done.unwrap().unwrap();
+            }
+        });
+    }
+    while let Some(done) = creates.join_next().await {
+        done.unwrap();
+    }
+    let reads_before = stat_async(&c, "db_reads").await;
+    let other = daemon.client().await;
+    let key = other.create([("other", "1")], Expiry::Default).await.unwrap().key;
+    // Others are served between listings: the listing is memory work only.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let listing = {
+            let c = c.clone();
+            tokio::spawn(async move { c.list_user("alice").await })
+        };
+        while !listing.is_finished() {
+            let started = Instant::now();
+            other.get(&key).await.unwrap();
+            slowest = slowest.max(started.elapsed());
+        }
+        assert_eq!(listing.await.unwrap().unwrap().len(), 20_000);
+    }
+    eprintln!("slowest GET while listing 20,000 sessions: {slowest:?}");
+    assert_eq!(stat_async(&c, "db_reads").await, reads_before, "a listing or a GET went to disk");
+}

@@ -22,6 +22,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config;
 use crate::geoip::GeoIp;
+use crate::owners::OwnerIndex;
 use crate::record::{ExpiryRules, Record, data_bytes};
 use crate::reply::ReplyTo;
 use crate::stats::Stats;
@@ -59,6 +60,7 @@ pub struct Service {
     pub(crate) geoip: Option<GeoIp>,
     pub(crate) tokens: Arc<Tokens>,
     pub(crate) aliases: Arc<AliasIndex>,
+    pub(crate) owners: Arc<OwnerIndex>,
 }
 
 /// A refused request: the code and message the client gets.
@@ -258,20 +260,22 @@ impl Service {
 
     /// The committed record of `key`, live or not: cache first, then redb.
     fn committed(&self, key: &SessionKey) -> Result<Option<Arc<Record>>, Reject> {
-        match self.cache.get(key) {
-            Ok(record) => Ok(Some(record)),
-            Err(ticket) => match self.store.get(key) {
-                Ok(Some(record)) => {
-                    let record = Arc::new(record);
-                    self.cache.fill(*key, record.clone(), ticket);
-                    Ok(Some(record))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => {
-                    tracing::error!(error = %e, "read failed");
-                    Err(reject(ErrorCode::Internal, "read failed"))
-                }
-            },
+        let ticket = match self.cache.get(key) {
+            Ok(record) => return Ok(Some(record)),
+            Err(ticket) => ticket,
+        };
+        Stats::add(&self.stats.db_reads, 1);
+        match self.store.get(key) {
+            Ok(Some(record)) => {
+                let record = Arc::new(record);
+                self.cache.fill(*key, record.clone(), ticket);
+                Ok(Some(record))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "read failed");
+                Err(reject(ErrorCode::Internal, "read failed"))
+            }
         }
     }
 
@@ -280,13 +284,11 @@ impl Service {
         Ok(self.aliases.resolve(parse_key(text)?))
     }
 
-    /// A user's live sessions, most recently active first. Reads committed
-    /// state only: the by-user table in a read transaction, then each record.
+    /// A user's live sessions, most recently active first. Reads what the
+    /// writer published (the owner index, the TTL index, the cache), so a
+    /// listing of cached sessions touches no disk on the network thread.
     fn list_user(&self, user: &str) -> Result<UserSessions, Reject> {
-        let keys = self.store.user_sessions(user).map_err(|e| {
-            tracing::error!(error = %e, "listing failed");
-            reject(ErrorCode::Internal, "listing failed")
-        })?;
+        let keys = self.owners.keys(user);
         let now = self.clock.now_ms();
         let mut sessions = Vec::with_capacity(keys.len());
         for key in keys {

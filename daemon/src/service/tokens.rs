@@ -158,6 +158,7 @@ impl Service {
     }
 
     pub(super) fn cookie_state(&self, user: Option<&str>, sid: &[u8; 16]) -> Result<(u32, bool), Reject> {
+        Stats::add(&self.stats.db_reads, 1);
         self.store.cookie_state(user, sid).map_err(|e| {
             tracing::error!(error = %e, "reading cookie revocations failed");
             reject(ErrorCode::Internal, "read failed")

@@ -54,6 +54,9 @@ pub(super) struct Changes {
     pub redo: [Redo; 8],
     /// A table readers query in redb changed: see [`Tables::changed_for_readers`].
     pub for_readers: bool,
+    /// (session, owner before, owner after) for every session whose owner
+    /// changed, for the owner index.
+    pub owners: Vec<(SessionKey, Option<String>, Option<String>)>,
 }
 
 pub(super) struct Batch<'t> {
@@ -313,6 +316,7 @@ impl<'t> Batch<'t> {
     /// rows; rows that did not change are left alone.
     pub fn write_back(mut self) -> Result<Changes, StoreError> {
         let t = &mut self.tables;
+        let mut owners = Vec::new();
         for (alias, target) in &self.aliases {
             match target {
                 Some(primary) => t.aliases.insert(alias.as_bytes(), primary.as_bytes())?,
@@ -329,6 +333,10 @@ impl<'t> Batch<'t> {
             }
             let old_owner = old.map(|o| (o.user.as_deref(), o.handle));
             let new_owner = new.map(|r| (r.user.as_deref(), r.handle));
+            let (old_user, new_user) = (old.and_then(|o| o.user.clone()), new.and_then(|r| r.user.clone()));
+            if old_user != new_user {
+                owners.push((*key, old_user, new_user));
+            }
             if old_owner != new_owner {
                 if let Some((user, handle)) = old_owner {
                     if let Some(user) = user {
@@ -359,6 +367,6 @@ impl<'t> Batch<'t> {
         }
         let for_readers = self.tables.changed_for_readers();
         let redo = self.tables.take_redo();
-        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases, redo, for_readers })
+        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases, redo, for_readers, owners })
     }
 }

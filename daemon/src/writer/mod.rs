@@ -23,9 +23,10 @@
 //! - session rows: the cache pins what the writer publishes until the
 //!   transaction holding it commits (see `cache.rs`); that memory is bounded
 //!   by the log's size at a checkpoint;
-//! - the owner index and sealed-cookie revocations, which readers query in
-//!   redb: a batch that changes them commits the open transaction (without
-//!   fsync: the log has it) before it is acknowledged.
+//! - owners: the owner index in memory, published like the cache;
+//! - sealed-cookie revocations, which readers query in redb: a batch that
+//!   changes them commits the open transaction (without fsync: the log has
+//!   it) before it is acknowledged.
 //!
 //! `batch.rs` holds a batch's view of the sessions it touches; `apply.rs`
 //! what each operation does to it.
@@ -60,6 +61,7 @@ use crate::aliases::AliasIndex;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::LimitPolicy;
+use crate::owners::OwnerIndex;
 use crate::record::ExpiryRules;
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
@@ -228,6 +230,7 @@ pub struct Published {
     pub cache: Arc<Cache>,
     pub ttl: Arc<TtlIndex>,
     pub aliases: Arc<AliasIndex>,
+    pub owners: Arc<OwnerIndex>,
 }
 
 enum Msg {
@@ -571,6 +574,9 @@ impl WriterThread {
         }
         for (alias, primary) in changes.aliases {
             self.out.aliases.publish(alias, primary);
+        }
+        for (key, old, new) in changes.owners {
+            self.out.owners.publish(key, old.as_deref(), new.as_deref());
         }
         for key in changes.refile {
             self.out.ttl.refile(key);
