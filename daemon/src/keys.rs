@@ -1,6 +1,21 @@
-//! Session key generation: 256 bits from the operating system's CSPRNG.
+//! Session keys: 256 bits from the operating system's CSPRNG, and the ids
+//! the daemon keeps them under.
+//!
+//! The daemon never stores a key. It stores, indexes, logs and caches the
+//! key's SHA-256, its id: whoever reads the database, the log, a backup or
+//! the process's memory learns no key a browser could present, and a
+//! 256-bit key's hash cannot be turned back into it. Inside the daemon
+//! every `SessionKey` is an id, except a fresh key between [`generate`] and
+//! the answer that hands it to the client; the service turns each key a
+//! client sends into its id before anything else ([`id_of`]).
 
 use sessiond_protocol::{HANDLE_BYTES, KEY_BYTES, SessionKey};
+use sha2::{Digest, Sha256};
+
+/// The id a session is kept under for the key a client holds.
+pub fn id_of(key: &SessionKey) -> SessionKey {
+    SessionKey::from_bytes(Sha256::digest(key.as_bytes()).into())
+}
 
 /// A fresh random key. Keys are made only here, by the daemon: a client can
 /// never choose one (no session fixation).
@@ -21,6 +36,18 @@ pub fn handle() -> Result<[u8; HANDLE_BYTES], getrandom::Error> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn an_id_is_the_sha256_of_the_key_and_never_the_key() {
+        let key = SessionKey::from_bytes([0; 32]);
+        // SHA-256 of 32 zero bytes.
+        assert_eq!(
+            id_of(&key).as_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+        let fresh = generate().unwrap();
+        assert_ne!(id_of(&fresh), fresh);
+    }
 
     #[test]
     fn keys_are_unique_and_canonical() {

@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod engine;
 pub mod geoip;
 pub mod keys;
+pub mod migrate;
 pub mod net;
 pub mod owners;
 pub mod record;

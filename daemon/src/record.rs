@@ -1,12 +1,16 @@
 //! The session record as stored in redb and cached in memory.
 //!
-//! Stored form: one format byte ([`RECORD_V1`]) then the bincode body, so a
-//! later release can recognise and migrate old records.
+//! Stored form: the format byte [`RECORD_V2`], the CRC-32 of the body (u32,
+//! little-endian), then the bincode body. The checksum makes a damaged
+//! record an error (and a counter), never data served as if valid: redb
+//! checks its own pages only after a crash. Records of schema 1 had no
+//! checksum ([`RECORD_V1`]); only the migration reads them.
 
 use sessiond_protocol::codec::{self, Decode, Encode};
 use sessiond_protocol::{Expiry, Field, HANDLE_BYTES, PackedFields, PackedFieldsBuilder, SessionBodyRef};
 
 pub const RECORD_V1: u8 = 1;
+pub const RECORD_V2: u8 = 2;
 
 /// What a cached record holds besides its data, for the cache's memory
 /// accounting: the record itself behind its `Arc` counts, the cache's map
@@ -158,15 +162,33 @@ impl Record {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_V1];
+        let mut out = vec![RECORD_V2, 0, 0, 0, 0];
         codec::encode_into(self, &mut out);
+        let sum = crc32fast::hash(&out[5..]);
+        out[1..5].copy_from_slice(&sum.to_le_bytes());
         out
     }
 
+    /// Decodes a stored record, refusing one whose checksum does not match.
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
         match bytes.split_first() {
-            Some((&RECORD_V1, body)) => codec::decode(body).map_err(|e| CorruptRecord(e.to_string())),
+            Some((&RECORD_V2, rest)) if rest.len() >= 4 => {
+                let (sum, body) = rest.split_at(4);
+                if crc32fast::hash(body).to_le_bytes() != sum {
+                    return Err(CorruptRecord("checksum mismatch".into()));
+                }
+                codec::decode(body).map_err(|e| CorruptRecord(e.to_string()))
+            }
             Some((v, _)) => Err(CorruptRecord(format!("unknown record format {v}"))),
+            None => Err(CorruptRecord("empty record".into())),
+        }
+    }
+
+    /// Decodes a record of schema 1 (no checksum): for the migration only.
+    pub fn decode_v1(bytes: &[u8]) -> Result<Self, CorruptRecord> {
+        match bytes.split_first() {
+            Some((&RECORD_V1, body)) => codec::decode(body).map_err(|e| CorruptRecord(e.to_string())),
+            Some((v, _)) => Err(CorruptRecord(format!("not a schema 1 record (format {v})"))),
             None => Err(CorruptRecord("empty record".into())),
         }
     }
@@ -237,10 +259,28 @@ mod tests {
     fn stored_form_round_trips_and_starts_with_the_format_byte() {
         let r = Record::new(1_000, Expiry::IdleSecs(60), packed(&[field("a", "1")]), RULES);
         let bytes = r.encode();
-        assert_eq!(bytes[0], RECORD_V1);
+        assert_eq!(bytes[0], RECORD_V2);
         assert_eq!(Record::decode(&bytes).unwrap(), r);
         assert!(Record::decode(&[9, 0]).is_err());
         assert!(Record::decode(&[]).is_err());
+        assert!(Record::decode(&[RECORD_V2, 0, 0]).is_err());
+        // Schema 1's form is read by the migration only.
+        let mut v1 = vec![RECORD_V1];
+        v1.extend_from_slice(&bytes[5..]);
+        assert_eq!(Record::decode_v1(&v1).unwrap(), r);
+        assert!(Record::decode(&v1).is_err());
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_stored_record_is_an_error_not_data() {
+        let mut r = Record::new(1_000, Expiry::IdleSecs(60), packed(&[field("user_id", "42")]), RULES);
+        r.user = Some("alice".into());
+        let bytes = r.encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(Record::decode(&flipped).is_err(), "bit {bit} flipped was read as a record");
+        }
     }
 
     #[test]

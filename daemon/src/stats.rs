@@ -125,6 +125,7 @@ counters! {
     connections_refused: "Connections refused at the connection limit.",
     connections_forbidden: "Connections refused for their peer credentials.",
     limit_inflight_paused: "Times a connection stopped being read at max_inflight.",
+    corrupt_records: "Stored records that failed their checksum or did not decode: answered INTERNAL, never served.",
     db_reads: "Reads on the request path that went to redb: cache misses, and sealed-cookie revocation checks.",
     sweeps_held: "Sweep rounds skipped because the wall clock had just jumped.",
     limit_output_paused: "Times a connection stopped being served with max_output_bytes (or, across all, max_output_total_bytes) of answers unsent.",

@@ -45,8 +45,10 @@ pub const DENIED: TableDefinition<'static, [u8; 16], u64> = TableDefinition::new
 /// with 256 MiB, and no faster with redb's own default of 1 GiB.
 pub const DEFAULT_DB_CACHE_BYTES: usize = 256 << 20;
 
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The schema version this build reads and writes. Schema 1 (keys stored
+/// as they are, records without a checksum) is migrated at start
+/// (`migrate.rs`).
+pub const SCHEMA_VERSION: u64 = 2;
 /// `meta` key: the sequence number of the last log frame the database holds.
 pub const LOG_SEQ: &str = "log_seq";
 /// `meta` key: 1 if the daemon that last had the database stopped cleanly
@@ -65,6 +67,8 @@ pub enum StoreError {
     Locked(String),
     #[error("the database was written by a newer sessiond (schema {found}, this build reads {SCHEMA_VERSION})")]
     NewerSchema { found: u64 },
+    #[error("the database has schema {found}, which only a start from its file migrates")]
+    OlderSchema { found: u64 },
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
     #[error("write-ahead log: {0}")]
@@ -142,6 +146,16 @@ fn no_space(error: StoreError, step_bytes: usize) -> StoreError {
     StoreError::NoSpace { needed_mb: ((step_bytes.min(REPLAY_STEP_BYTES * 2) * 2) >> 20) as u64 + 16 }
 }
 
+/// The schema version recorded in `db`, if any.
+fn schema(db: &Database) -> Result<Option<u64>, StoreError> {
+    let txn = db.begin_read()?;
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta.get("schema_version")?.map(|v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The log beside the database at `db`: same name, extension `log`.
 pub fn log_path(db: &Path) -> PathBuf {
     db.with_extension("log")
@@ -157,13 +171,30 @@ impl Store {
 
     /// [`Store::open`] with `cache_bytes` of redb page cache.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<(Self, u64), StoreError> {
-        let db = builder(cache_bytes).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
-            other => StoreError::Redb(other.into()),
-        })?;
+        let open = || {
+            builder(cache_bytes).create(path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+                other => StoreError::Redb(other.into()),
+            })
+        };
+        let mut db = open()?;
         let log = log_path(path);
         let existed = log.exists();
-        Self::init(db, Wal::open(&log)?, existed).map_err(|e| match e {
+        let (wal, bytes) = Wal::open(&log)?;
+        if schema(&db)? == Some(1) {
+            // Schema 1's log holds schema 1 rows: apply them first, then
+            // migrate the whole database; the log is emptied below, as at
+            // every start, and with it the last keys it held.
+            Self::replay(&db, &bytes).map_err(|e| match e {
+                StoreError::LogUnusable(error @ wal::LogError::Damaged { .. }) => keep_damaged(&log, error),
+                other => other,
+            })?;
+            drop(db);
+            let sessions = crate::migrate::v1_to_v2(path, cache_bytes)?;
+            tracing::info!(sessions, "migrated the database to schema 2: keys are kept as their SHA-256 only");
+            db = open()?;
+        }
+        Self::init(db, (wal, bytes), existed).map_err(|e| match e {
             StoreError::LogUnusable(error @ wal::LogError::Damaged { .. }) => keep_damaged(&log, error),
             other => other,
         })
@@ -184,6 +215,7 @@ impl Store {
             let found = meta.get("schema_version")?.map(|v| v.value());
             match found {
                 Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+                Some(v) if v < SCHEMA_VERSION => return Err(StoreError::OlderSchema { found: v }),
                 Some(_) => {}
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)?;

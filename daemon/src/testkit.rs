@@ -20,6 +20,11 @@ use crate::ttl::TtlIndex;
 
 pub const T0: u64 = 1_700_000_000_000;
 
+/// The id the store keeps the session of client key `key` under.
+pub fn id(key: &str) -> sessiond_protocol::SessionKey {
+    crate::keys::id_of(&sessiond_protocol::SessionKey::parse(key).unwrap())
+}
+
 pub struct Kit {
     pub service: Arc<Service>,
     pub clock: Arc<ManualClock>,

@@ -255,7 +255,9 @@ fn check(db: &Path, model: &mut Model) {
         }
     }
     for (key, state) in keys.iter_mut() {
-        let actual = stored.get(key);
+        // The store keeps each session under its key's id, never the key.
+        let id = sessiond::keys::id_of(&sessiond_protocol::SessionKey::parse(key).unwrap()).encode();
+        let actual = stored.get(&id);
         match (&*state, actual) {
             (Known::Value(_), None) => tally.lost += 1,
             (Known::Value(v), Some(a)) if v != a => tally.wrong_value += 1,

@@ -115,3 +115,29 @@ fn an_emptied_log_after_a_crash_is_reported_and_a_clean_stop_is_not() {
     daemon.restart();
     assert_eq!(daemon.log().matches("after an unclean shutdown").count(), before, "{}", daemon.log());
 }
+
+#[test]
+fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&dir.path().join("d"), None);
+    let marker = b"a value to be damaged on disk";
+    let key = daemon.blocking().create([("v", marker.as_slice())], Expiry::Default).unwrap().key;
+    let other = daemon.blocking().create([("v", "intact")], Expiry::Default).unwrap().key;
+    // A clean stop puts the record in the database, where redb checks no
+    // page of it again (it verifies pages only when repairing after a crash).
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(std::time::Duration::from_secs(10)).unwrap().success());
+    let db = daemon.data_dir.join("sessions.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = bytes.windows(marker.len()).position(|w| w == marker).expect("the value is in the database");
+    bytes[at + 2] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+
+    daemon.restart();
+    let c = daemon.blocking();
+    let err = c.get(&key).unwrap_err();
+    assert_eq!(err.code(), Some(sessiond_protocol::ErrorCode::Internal), "{err:?}");
+    assert_eq!(c.get(&other).unwrap().fields["v"], b"intact");
+    let corrupt = c.stats().unwrap().into_iter().find(|s| s.name == "corrupt_records").unwrap().value;
+    assert_eq!(corrupt, 1);
+}

@@ -26,7 +26,7 @@ use crate::owners::OwnerIndex;
 use crate::record::{ExpiryRules, Record, data_bytes};
 use crate::reply::ReplyTo;
 use crate::stats::Stats;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::sweeper::SweepQueue;
 use crate::tokens::Tokens;
 use crate::ttl::TtlIndex;
@@ -273,6 +273,9 @@ impl Service {
             }
             Ok(None) => Ok(None),
             Err(e) => {
+                if matches!(e, StoreError::Corrupt(_)) {
+                    Stats::add(&self.stats.corrupt_records, 1);
+                }
                 tracing::error!(error = %e, "read failed");
                 Err(reject(ErrorCode::Internal, "read failed"))
             }
@@ -435,8 +438,10 @@ fn parse_handle(text: &str) -> Result<SessionHandle, Reject> {
     SessionHandle::parse(text).map_err(|e| reject(ErrorCode::BadRequest, e.to_string()))
 }
 
+/// The id of the session key a client sent: the only form of it the rest
+/// of the daemon sees (see `keys.rs`).
 fn parse_key(text: &str) -> Result<SessionKey, Reject> {
-    SessionKey::parse(text).map_err(|e| reject(ErrorCode::BadKey, e.to_string()))
+    SessionKey::parse(text).map(|key| crate::keys::id_of(&key)).map_err(|e| reject(ErrorCode::BadKey, e.to_string()))
 }
 
 fn not_found() -> Reject {

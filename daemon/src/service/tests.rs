@@ -162,7 +162,7 @@ fn set_expiry_replaces_the_policy_and_may_shorten_it() {
 }
 
 fn stored_expiry(kit: &Kit, key: &str) -> u64 {
-    let key = sessiond_protocol::SessionKey::parse(key).unwrap();
+    let key = crate::testkit::id(key);
     kit.checkpoint();
     kit.store.get(&key).unwrap().unwrap().expires_at_ms
 }
@@ -258,7 +258,7 @@ fn sweeps_and_deletes_keep_the_owner_and_handle_tables_exact() {
     assert!(matches!(kit.call(Request::Sweep(sessiond_protocol::Empty {})), Response::Swept(s) if s.removed == 3));
     kit.checkpoint();
     let owned = kit.store.user_sessions("u").unwrap();
-    assert_eq!(owned, vec![sessiond_protocol::SessionKey::parse(&kept).unwrap()], "only the live one is indexed");
+    assert_eq!(owned, vec![crate::testkit::id(&kept)], "only the live one is indexed");
     for handle in handles {
         let revoke = Request::Revoke(sessiond_protocol::Revoke { handle });
         assert!(matches!(kit.call(revoke), Response::Revoked(r) if r.count == 0), "swept handles are gone");

@@ -70,7 +70,8 @@ impl Service {
             .open_transfer(&r.token, &host, r.state.as_deref(), now)
             .map_err(|reason| self.token_rejected(reason, "transfer token"))?;
         // An unreadable current cookie is no session at all.
-        let current = r.current_key.as_deref().and_then(|k| SessionKey::parse(k).ok());
+        let current =
+            r.current_key.as_deref().and_then(|k| SessionKey::parse(k).ok()).map(|raw| (crate::keys::id_of(&raw), raw));
         Ok(Op::Redeem {
             nonce,
             exp_ms: claims.exp_ms,

@@ -446,7 +446,7 @@ fn a_redeem_checked_before_a_purge_and_applied_after_it_is_refused() {
         nonce: [7; 24],
         exp_ms: T0 + 30_000,
         valid_until_ms: T0 + 35_000,
-        source: sessiond_protocol::SessionKey::parse(&source).unwrap(),
+        source: crate::testkit::id(&source),
         current: None,
         always_replace: false,
     };

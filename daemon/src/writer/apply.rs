@@ -61,14 +61,14 @@ impl Applier<'_> {
                 if let Some(user) = &meta.user {
                     or_answer!(self.make_room(batch, user, None));
                 }
-                let key = or_answer!(batch.fresh_key());
+                let (key, id) = or_answer!(batch.fresh_key());
                 let mut record = Record::new(now, *expiry, fields.clone(), rules);
                 record.handle = or_answer!(batch.fresh_handle());
                 record.user.clone_from(&meta.user);
                 record.ip.clone_from(&meta.ip);
                 record.user_agent.clone_from(&meta.user_agent);
                 let answer = created(key, &record);
-                batch.insert_session(key, record)?;
+                batch.insert_session(id, record)?;
                 Ok(Response::Created(answer))
             }
             Op::Replace { key, fields, expected_version } => {
@@ -198,12 +198,12 @@ impl Applier<'_> {
             // The session being rotated is not counted: it is about to move.
             or_answer!(self.make_room(batch, user, Some(key)));
         }
-        let new_key = or_answer!(batch.fresh_key());
+        let (new_key, new_id) = or_answer!(batch.fresh_key());
         let mut record = batch.remove_session(key)?.expect("live session");
         record.user = bind_user.map(str::to_owned).or(owner);
         record.mark_modified(batch.now, self.config.rules);
         let answer = created(new_key, &record);
-        batch.insert_session(new_key, record)?;
+        batch.insert_session(new_id, record)?;
         Ok(Response::Cycled(answer))
     }
 
@@ -221,9 +221,9 @@ impl Applier<'_> {
             // other sites see: a session has one owner.
             return Ok(Response::error(ErrorCode::BadRequest, "this key's session belongs to another user"));
         }
-        let new_key = or_answer!(batch.fresh_key());
+        let (new_key, new_id) = or_answer!(batch.fresh_key());
         batch.drop_alias(primary, alias)?;
-        batch.add_alias(primary, new_key)?;
+        batch.add_alias(primary, new_id)?;
         let now = batch.now;
         let slot = batch.slot(primary)?;
         let record = slot.record.as_mut().expect("live above");
@@ -239,7 +239,7 @@ impl Applier<'_> {
         nonce: [u8; 24],
         exp_ms: u64,
         source: SessionKey,
-        current: Option<SessionKey>,
+        current: Option<(SessionKey, SessionKey)>,
         always_replace: bool,
     ) -> Applied {
         let rejected = |reason: Reject| {
@@ -253,7 +253,7 @@ impl Applier<'_> {
         let source = batch.resolve(source)?;
         let Some(slot) = batch.live(source)? else { return rejected(Reject::Session) };
         let source_user = slot.record.as_ref().and_then(|r| r.user.clone());
-        if let Some(current_key) = current {
+        if let Some((current_key, current_raw)) = current {
             let current_primary = batch.resolve(current_key)?;
             if let Some(slot) = batch.live(current_primary)? {
                 let record = slot.record.as_ref().expect("live slot has a record");
@@ -264,7 +264,7 @@ impl Applier<'_> {
                     if record.user.is_some() && current_primary != source {
                         tracing::info!("kept an authenticated destination session over a transfer");
                     }
-                    let answer = Redeemed { key: current_key.encode(), replaced: false };
+                    let answer = Redeemed { key: current_raw.encode(), replaced: false };
                     return Ok(Response::Redeemed(answer));
                 }
                 // Replaced: this site's old key ends. If it was an alias,
@@ -276,8 +276,8 @@ impl Applier<'_> {
                 }
             }
         }
-        let key = or_answer!(batch.fresh_key());
-        batch.add_alias(source, key)?;
+        let (key, id) = or_answer!(batch.fresh_key());
+        batch.add_alias(source, id)?;
         Stats::add(&self.stats.tokens_redeemed, 1);
         Ok(Response::Redeemed(Redeemed { key: key.encode(), replaced: true }))
     }

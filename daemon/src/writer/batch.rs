@@ -208,14 +208,16 @@ impl<'t> Batch<'t> {
         Ok(self.tables.sessions.get(key.as_bytes())?.is_some() || self.tables.aliases.get(key.as_bytes())?.is_some())
     }
 
-    pub fn fresh_key(&mut self) -> Result<Result<SessionKey, Response>, StoreError> {
+    /// A new key for a client, and the id it is kept under (see `keys.rs`).
+    pub fn fresh_key(&mut self) -> Result<Result<(SessionKey, SessionKey), Response>, StoreError> {
         for _ in 0..4 {
             let key = match crate::keys::generate() {
                 Ok(k) => k,
                 Err(e) => return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}")))),
             };
-            if !self.taken(key)? {
-                return Ok(Ok(key));
+            let id = crate::keys::id_of(&key);
+            if !self.taken(id)? {
+                return Ok(Ok((key, id)));
             }
         }
         Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused key")))

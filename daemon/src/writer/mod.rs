@@ -121,7 +121,9 @@ pub enum Op {
         /// in between must not let a used token through.
         valid_until_ms: u64,
         source: SessionKey,
-        current: Option<SessionKey>,
+        /// The destination's current session: its id, and the key as the
+        /// client sent it (answered back if the session is kept).
+        current: Option<(SessionKey, SessionKey)>,
         always_replace: bool,
     },
     /// Revokes one sealed cookie session until it would have expired.
@@ -622,6 +624,7 @@ impl WriterThread {
                 let response = match applier.apply(&mut batch, &job.op) {
                     Ok(r) => r,
                     Err(StoreError::Corrupt(e)) => {
+                        Stats::add(&self.stats.corrupt_records, 1);
                         tracing::error!(error = %e, "unreadable session record");
                         Response::error(ErrorCode::Internal, "stored session is unreadable")
                     }
