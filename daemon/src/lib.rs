@@ -26,6 +26,8 @@ pub mod ttl;
 pub mod wal;
 pub mod writer;
 
+#[cfg(test)]
+mod powerloss;
 mod server;
 #[cfg(test)]
 mod testkit;

@@ -146,6 +146,30 @@ fn no_space(error: StoreError, step_bytes: usize) -> StoreError {
     StoreError::NoSpace { needed_mb: ((step_bytes.min(REPLAY_STEP_BYTES * 2) * 2) >> 20) as u64 + 16 }
 }
 
+/// Makes a new database file at `path` as a whole: under another name,
+/// initialised and synced, then renamed. A power loss while redb writes a
+/// new file's first pages leaves a file it refuses to open ("not a redb
+/// database"); this way it leaves only the other name, which the next start
+/// replaces.
+fn create_whole(path: &Path, cache_bytes: usize) -> Result<(), StoreError> {
+    let staged = path.with_extension("redb.new");
+    match std::fs::remove_file(&staged) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::Log(e)),
+        _ => {}
+    }
+    let db = builder(cache_bytes).create(&staged).map_err(|e| StoreError::Redb(e.into()))?;
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION)?;
+    Tables::open(&txn)?;
+    txn.commit()?;
+    drop(db);
+    std::fs::rename(&staged, path).map_err(StoreError::Log)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::Log)?;
+    }
+    Ok(())
+}
+
 /// The schema version recorded in `db`, if any.
 fn schema(db: &Database) -> Result<Option<u64>, StoreError> {
     let txn = db.begin_read()?;
@@ -177,6 +201,9 @@ impl Store {
                 other => StoreError::Redb(other.into()),
             })
         };
+        if !path.exists() {
+            create_whole(path, cache_bytes)?;
+        }
         let mut db = open()?;
         let log = log_path(path);
         let existed = log.exists();
@@ -202,7 +229,10 @@ impl Store {
 
     /// Opens a database on any redb storage backend, with the log in `log`:
     /// tests use this to inject I/O failures.
-    pub fn open_backend(backend: impl redb::StorageBackend, log: std::fs::File) -> Result<(Self, u64), StoreError> {
+    pub fn open_backend(
+        backend: impl redb::StorageBackend,
+        log: impl wal::LogDevice + 'static,
+    ) -> Result<(Self, u64), StoreError> {
         let db =
             builder(DEFAULT_DB_CACHE_BYTES).create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
         Self::init(db, Wal::from_file(log)?, true)

@@ -43,10 +43,52 @@ pub const GROW_BYTES: u64 = 4 << 20;
 /// job, could reach it, and its batch then fails closed.
 pub const MAX_FRAME: usize = 1 << 30;
 
+/// What the log is written to: a file, or in tests a device that forgets
+/// what was not synced (the power-loss test).
+pub trait LogDevice: Send + std::fmt::Debug {
+    /// The length in bytes.
+    fn size(&self) -> io::Result<u64>;
+    fn read_all(&self) -> io::Result<Vec<u8>>;
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes written bytes durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes written bytes and the length durable (fsync).
+    fn sync_all(&self) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+impl LogDevice for File {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.take(self.size()?).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, bytes, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        File::sync_all(self)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
 /// An append-only log file of CRC-framed batches.
 #[derive(Debug)]
 pub struct Wal {
-    file: File,
+    file: Box<dyn LogDevice>,
     /// Where the next frame goes.
     offset: u64,
     /// The file's length: written (zeros or frames) and synced.
@@ -84,12 +126,13 @@ impl Wal {
         Self::from_file(file)
     }
 
-    /// The log on an already open file: tests hand it one that fails.
-    pub fn from_file(file: File) -> io::Result<(Self, Vec<u8>)> {
-        let len = file.metadata()?.len();
-        let mut bytes = Vec::new();
-        (&file).take(len).read_to_end(&mut bytes)?;
-        Ok((Self { file, offset: 0, allocated: len, frame: Vec::new(), next_seq: 1, unsynced: 0 }, bytes))
+    /// The log on an already open file or device: tests hand it one that
+    /// fails, or one that forgets what was not synced.
+    pub fn from_file(file: impl LogDevice + 'static) -> io::Result<(Self, Vec<u8>)> {
+        let bytes = file.read_all()?;
+        let allocated = bytes.len() as u64;
+        let file = Box::new(file);
+        Ok((Self { file, offset: 0, allocated, frame: Vec::new(), next_seq: 1, unsynced: 0 }, bytes))
     }
 
     /// Starts the log over at offset 0 with `next_seq`: after a checkpoint
@@ -105,7 +148,7 @@ impl Wal {
     /// empty was lost, not emptied; but a disk too full for the chunk does
     /// not stop the start (the first append tries again, and fails closed).
     pub fn reset(&mut self) -> io::Result<()> {
-        if self.file.metadata()?.len() > 0 {
+        if self.file.size()? > 0 {
             self.file.set_len(0)?;
             self.file.sync_all()?;
         }

@@ -141,3 +141,18 @@ fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
     let corrupt = c.stats().unwrap().into_iter().find(|s| s.name == "corrupt_records").unwrap().value;
     assert_eq!(corrupt, 1);
 }
+
+#[test]
+fn a_database_file_half_made_when_the_power_failed_does_not_stop_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A new database is made under another name and renamed whole: a power
+    // loss part-way leaves this, never a sessions.redb redb cannot open.
+    std::fs::write(data.join("sessions.redb.new"), b"redb wrote only this much").unwrap();
+    let daemon = Daemon::start(&data, None);
+    daemon.blocking().create([("a", "1")], Expiry::Default).unwrap();
+    assert!(!data.join("sessions.redb.new").exists());
+    assert!(data.join("sessions.redb").exists());
+}
