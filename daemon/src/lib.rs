@@ -17,6 +17,7 @@ pub mod net;
 pub mod owners;
 pub mod record;
 pub mod reply;
+pub mod salvage;
 pub mod service;
 pub mod stats;
 pub mod store;

@@ -41,6 +41,24 @@ struct Args {
     /// Network event-loop threads (0: half the cores, at least one).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+/// Offline tools, for a data directory no daemon is running on.
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Verifies the data directory (--data-dir, or the configured one):
+    /// redb's integrity check, every record's checksum, the indexes, and
+    /// the write-ahead log. Exits 0 if all is well, 1 if not.
+    Check,
+    /// Copies every readable session of the data directory into a new one,
+    /// with the indexes rebuilt; the source is not changed.
+    Salvage {
+        /// The new data directory; it must not exist.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
 }
 
 type LogHandle = reload::Handle<EnvFilter, Registry>;
@@ -58,6 +76,9 @@ fn main() -> ExitCode {
         }
     };
     let log = init_logging(&config.log);
+    if let Some(tool) = &args.tool {
+        return run_tool(tool, &config.data_dir);
+    }
     let mut server = match Server::start(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -107,6 +128,31 @@ fn main() -> ExitCode {
             tracing::info!("stopped cleanly");
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn run_tool(tool: &Tool, data_dir: &std::path::Path) -> ExitCode {
+    match tool {
+        Tool::Check => match sessiond::salvage::check(data_dir) {
+            Ok(report) => {
+                println!("{report}");
+                if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(e) => {
+                eprintln!("sessiond check: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Tool::Salvage { to } => match sessiond::salvage::salvage(data_dir, to) {
+            Ok(done) => {
+                println!("salvaged {} sessions into {}; {} unreadable", done.sessions, to.display(), done.unreadable);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sessiond salvage: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -140,6 +140,36 @@ fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
     assert_eq!(c.get(&other).unwrap().fields["v"], b"intact");
     let corrupt = c.stats().unwrap().into_iter().find(|s| s.name == "corrupt_records").unwrap().value;
     assert_eq!(corrupt, 1);
+    drop(c);
+
+    // Offline: check finds it, salvage copies out everything else.
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(std::time::Duration::from_secs(10)).unwrap().success());
+    let (code, out) = tool(&daemon.data_dir, &["check"]);
+    assert_eq!(code, Some(1), "{out}");
+    // redb's page checksums and the record's own both see the flipped byte.
+    assert!(out.contains("corrupt records: 1") && out.contains("redb integrity: FAILED"), "{out}");
+    let rescued = dir.path().join("rescued");
+    let (code, out) = tool(&daemon.data_dir, &["salvage", "--to", rescued.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("salvaged 1 sessions") && out.contains("1 unreadable"), "{out}");
+    let (code, out) = tool(&rescued, &["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    let rescued_daemon = Daemon::start(&rescued, None);
+    let c = rescued_daemon.blocking();
+    assert_eq!(c.get(&other).unwrap().fields["v"], b"intact");
+    assert_eq!(c.get(&key).unwrap_err().code(), Some(sessiond_protocol::ErrorCode::NotFound));
+}
+
+/// Runs `sessiond --data-dir DIR ARGS...`; returns its exit code and output.
+fn tool(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(sessiond_tests::binary("sessiond"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]

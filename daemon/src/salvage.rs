@@ -1,0 +1,233 @@
+//! Offline tools for a data directory the daemon is not running on:
+//! `sessiond check` verifies it, `sessiond salvage` copies every readable
+//! session out of it into a fresh one.
+//!
+//! Neither changes the directory it reads. Salvage works on a copy: it
+//! opens the copy as the daemon would (redb repairs it after a crash, the
+//! log is replayed), then reads each record on its own, so one damaged
+//! record costs that session and no other. If redb refuses the file as a
+//! whole ("all roots are corrupted"), nothing in it can be read this way;
+//! salvage says so rather than pretend.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use crate::record::Record;
+use crate::store::{
+    ALIASES, BY_USER, CONSUMED, DENIED, EXPIRY, HANDLES, LOG_SEQ, META, SCHEMA_VERSION, SESSIONS, Store, StoreError,
+    USER_EPOCH, log_path,
+};
+
+const DB_FILE: &str = "sessions.redb";
+
+/// What `check` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// redb's own check of its pages and trees: `None` if it passed, or
+    /// what it found.
+    pub integrity: Option<String>,
+    pub sessions: u64,
+    /// Records that fail their checksum or do not decode.
+    pub corrupt_records: u64,
+    /// Index rows naming a session that is not there, and sessions missing
+    /// from an index.
+    pub index_mismatches: u64,
+    /// Log frames past the database's last, which a start would replay.
+    pub log_frames_to_replay: usize,
+    /// The log cannot be replayed without losing acknowledged writes.
+    pub log_error: Option<String>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.integrity.is_none() && self.corrupt_records == 0 && self.index_mismatches == 0 && self.log_error.is_none()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.integrity {
+            None => writeln!(f, "redb integrity: ok")?,
+            Some(e) => writeln!(f, "redb integrity: FAILED ({e})")?,
+        }
+        writeln!(f, "sessions: {}", self.sessions)?;
+        writeln!(f, "corrupt records: {}", self.corrupt_records)?;
+        writeln!(f, "index mismatches: {}", self.index_mismatches)?;
+        match &self.log_error {
+            None => write!(f, "log: ok, {} frames to replay at start", self.log_frames_to_replay),
+            Some(e) => write!(f, "log: {e}"),
+        }
+    }
+}
+
+/// Verifies the data directory `dir`: redb's integrity check, every
+/// record's checksum, the indexes against the sessions, and the log.
+/// redb may repair the file, as a start would; nothing else is written.
+pub fn check(dir: &Path) -> Result<Report, StoreError> {
+    let path = dir.join(DB_FILE);
+    let open = || Database::open(&path).map_err(|e| StoreError::Redb(e.into()));
+    let mut db = open()?;
+    let integrity = match db.check_integrity() {
+        Ok(true) => None,
+        Ok(false) => Some("repaired".to_owned()),
+        Err(e) => Some(e.to_string()),
+    };
+    if integrity.is_some() {
+        // A failed check leaves redb's handle unusable; the records are
+        // read through a fresh one.
+        drop(db);
+        db = open()?;
+    }
+    let mut report = Report { integrity, ..Report::default() };
+    let txn = db.begin_read()?;
+    let mut ids = BTreeSet::new();
+    for row in txn.open_table(SESSIONS)?.iter()? {
+        let (id, value) = row?;
+        report.sessions += 1;
+        ids.insert(id.value());
+        if Record::decode(value.value()).is_err() {
+            report.corrupt_records += 1;
+        }
+    }
+    let mut expiring = BTreeSet::new();
+    for row in txn.open_table(EXPIRY)?.iter()? {
+        let id = row?.0.value().1;
+        report.index_mismatches += u64::from(!ids.contains(&id));
+        expiring.insert(id);
+    }
+    report.index_mismatches += ids.difference(&expiring).count() as u64;
+    for row in txn.open_table(BY_USER)?.iter()? {
+        report.index_mismatches += u64::from(!ids.contains(&row?.0.value().1));
+    }
+    let handles = txn.open_table(HANDLES)?;
+    report.index_mismatches += ids.len().abs_diff(handles.len()? as usize) as u64;
+    for row in handles.iter()? {
+        report.index_mismatches += u64::from(!ids.contains(&row?.1.value()));
+    }
+    for row in txn.open_table(ALIASES)?.iter()? {
+        report.index_mismatches += u64::from(!ids.contains(&row?.1.value()));
+    }
+    let applied = txn.open_table(META)?.get(LOG_SEQ)?.map_or(0, |v| v.value());
+    let log = std::fs::read(log_path(&path)).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        _ => Err(StoreError::Log(e)),
+    })?;
+    match crate::wal::replayable(&log, applied) {
+        Ok(frames) => report.log_frames_to_replay = frames.len(),
+        Err(e) => report.log_error = Some(e.to_string()),
+    }
+    Ok(report)
+}
+
+/// What `salvage` copied and lost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Salvaged {
+    pub sessions: u64,
+    /// Records that could not be read: their sessions are lost.
+    pub unreadable: u64,
+}
+
+/// Copies every readable session of the data directory `from` into a new
+/// data directory `to` (which must not exist), with the indexes rebuilt
+/// from the records and the token and cookie tables carried over. `from`
+/// is not changed: the work is done on a copy of its files, in `to`.
+pub fn salvage(from: &Path, to: &Path) -> Result<Salvaged, SalvageError> {
+    if to.exists() {
+        return Err(SalvageError::Exists(to.to_owned()));
+    }
+    crate::datadir::prepare(to).map_err(|e| SalvageError::Io(e.to_string()))?;
+    let scratch = to.join("salvage-source");
+    std::fs::create_dir(&scratch).map_err(|e| SalvageError::Io(e.to_string()))?;
+    for file in [DB_FILE, "sessions.log", "keyring"] {
+        match std::fs::copy(from.join(file), scratch.join(file)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != DB_FILE => {}
+            Err(e) => return Err(SalvageError::Io(format!("{file}: {e}"))),
+        }
+    }
+    // Opening replays the log into the copy; a log damaged in the middle is
+    // set aside, so only the frames before the damage are taken.
+    let source = match Store::open(&scratch.join(DB_FILE)) {
+        Ok((store, _)) => store,
+        Err(StoreError::LogDamaged { .. }) => {
+            std::fs::remove_file(scratch.join("sessions.log")).map_err(|e| SalvageError::Io(e.to_string()))?;
+            Store::open(&scratch.join(DB_FILE)).map_err(SalvageError::Unreadable)?.0
+        }
+        Err(e) => return Err(SalvageError::Unreadable(e)),
+    };
+    let target = Database::create(to.join(DB_FILE)).map_err(|e| SalvageError::Target(StoreError::Redb(e.into())))?;
+    let salvaged = copy_readable(source.db(), &target).map_err(SalvageError::Target)?;
+    drop((source, target));
+    if scratch.join("keyring").exists() {
+        std::fs::rename(scratch.join("keyring"), to.join("keyring")).map_err(|e| SalvageError::Io(e.to_string()))?;
+    }
+    std::fs::remove_dir_all(&scratch).map_err(|e| SalvageError::Io(e.to_string()))?;
+    Ok(salvaged)
+}
+
+/// Every readable session of `source`, and its index rows rebuilt from the
+/// record, into `target`, in one durable transaction.
+fn copy_readable(source: &Database, target: &Database) -> Result<Salvaged, StoreError> {
+    let from = source.begin_read()?;
+    let mut txn = target.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut out = Salvaged::default();
+    {
+        let mut sessions = txn.open_table(SESSIONS)?;
+        let mut expiry = txn.open_table(EXPIRY)?;
+        let mut by_user = txn.open_table(BY_USER)?;
+        let mut handles = txn.open_table(HANDLES)?;
+        let mut aliases = txn.open_table(ALIASES)?;
+        for row in from.open_table(SESSIONS)?.iter()? {
+            let Ok((id, value)) = row else {
+                out.unreadable += 1;
+                continue;
+            };
+            let id = id.value();
+            let Ok(record) = Record::decode(value.value()) else {
+                out.unreadable += 1;
+                continue;
+            };
+            sessions.insert(id, record.encode().as_slice())?;
+            expiry.insert((record.expires_at_ms, id), record.last_active_ms)?;
+            if let Some(user) = &record.user {
+                by_user.insert((user.as_str(), id), ())?;
+            }
+            handles.insert(record.handle, id)?;
+            for alias in &record.aliases {
+                aliases.insert(*alias, id)?;
+            }
+            out.sessions += 1;
+        }
+        let mut consumed = txn.open_table(CONSUMED)?;
+        for row in from.open_table(CONSUMED)?.iter()?.flatten() {
+            consumed.insert(row.0.value(), ())?;
+        }
+        let mut epochs = txn.open_table(USER_EPOCH)?;
+        for row in from.open_table(USER_EPOCH)?.iter()?.flatten() {
+            epochs.insert(row.0.value(), row.1.value())?;
+        }
+        let mut denied = txn.open_table(DENIED)?;
+        for row in from.open_table(DENIED)?.iter()?.flatten() {
+            denied.insert(row.0.value(), row.1.value())?;
+        }
+        txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION)?;
+    }
+    txn.commit()?;
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SalvageError {
+    #[error("{0} exists: salvage writes into a new directory")]
+    Exists(PathBuf),
+    #[error("{0}")]
+    Io(String),
+    #[error("the source database cannot be opened at all, so no session in it can be read: {0}")]
+    Unreadable(StoreError),
+    #[error("writing the salvaged database: {0}")]
+    Target(StoreError),
+}
