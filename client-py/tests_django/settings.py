@@ -1,0 +1,26 @@
+"""Settings for the Django tests; the socket comes from run.sh's daemon."""
+
+import os
+
+SECRET_KEY = "tests-only, not secret"
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "sessiond.django",
+    # Django's test app, from the fetched sdist: the tests module we take
+    # SessionTestsMixin from imports its models.
+    "sessions_tests",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "sessiond.django.middleware.SessionMetaMiddleware",
+]
+ROOT_URLCONF = "tests_django.urls"
+SESSION_ENGINE = "sessiond.django.backend"
+SESSIOND_SOCKET = os.environ["SESSIOND_SOCKET"]
+SESSIOND_TIMEOUT = 10.0
+SESSIOND_COOKIE_HOST = "testserver"
