@@ -290,12 +290,15 @@ fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Option<Frame<'_>> {
 pub fn replayable(bytes: &[u8], applied: u64) -> Result<Vec<Frame<'_>>, LogError> {
     let (frames, stop) = parse(bytes);
     let mut out = Vec::new();
-    let mut expected = applied + 1;
+    // Sequence numbers never reach u64::MAX in use; a database or log that
+    // claims they did holds nothing more to replay.
+    let Some(mut expected) = applied.checked_add(1) else { return Ok(out) };
     let mut end = stop;
     for frame in frames {
         if frame.seq == expected {
             out.push(frame);
-            expected += 1;
+            let Some(next) = expected.checked_add(1) else { break };
+            expected = next;
         } else if out.is_empty() && frame.seq < expected {
             continue;
         } else if out.is_empty() && frame.seq > expected {
@@ -535,6 +538,13 @@ mod tests {
         assert!(matches!(replayable(&log_of(&[6, 8], 8).0, 5), Err(LogError::Damaged { expected: 7, found: 8, .. })));
         // Frames beyond a missing checkpoint are refused, not skipped.
         assert_eq!(replayable(&log_of(&[9, 10], 8).0, 5), Err(LogError::Gap { applied: 5, found: 9 }));
+    }
+
+    #[test]
+    fn sequence_numbers_at_the_top_of_the_range_end_the_log_without_overflow() {
+        // Found by the `log` fuzz target: an applied number of u64::MAX.
+        assert_eq!(replayable(&log_of(&[1, 2], 8).0, u64::MAX), Ok(Vec::new()));
+        assert_eq!(seqs(&replayable(&log_of(&[u64::MAX - 1], 8).0, u64::MAX - 2).unwrap()), vec![u64::MAX - 1]);
     }
 
     #[test]
