@@ -13,7 +13,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from . import protocol as p
-from .errors import ProtocolError, SessiondError, server_error
+from .errors import ErrorCode, ProtocolError, ServerError, SessiondError, server_error
 from .models import Session, Unsealed
 
 T = TypeVar("T")
@@ -22,6 +22,10 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0
 #: Names this client in the daemon's logs.
 CLIENT_NAME = "sessiond-py"
+#: The protocol version of CREATE_AS, WRITE and LIST_USER_PAGE.
+_V2 = 2
+#: ``write``'s default: the session's owner stays as it is.
+KEEP_OWNER = p.Owner.keep()
 
 FieldValue = bytes | bytearray | memoryview | str
 #: Session data as a mapping or as (name, value) pairs; ``str`` values are sent as UTF-8.
@@ -41,6 +45,8 @@ class Call(Generic[T]):
     opcode: p.Opcode
     payload: bytes
     convert: Callable[[Any], T]
+    #: The first protocol version with this operation.
+    since: int = 1
 
     def frame(self, request_id: int) -> bytes:
         return p.encode_frame(request_id, self.opcode, self.payload)
@@ -52,6 +58,20 @@ class Call(Generic[T]):
         if opcode != self.opcode | p.REPLY:
             raise ProtocolError(f"{_name(opcode)} does not answer {self.opcode.name}")
         return self.convert(body)
+
+
+def unsupported(call: Call[Any], version: int) -> ServerError:
+    """The error for ``call`` on a connection of an older protocol version,
+    raised before sending: the UNSUPPORTED its daemon would answer, without
+    the connection it would close after."""
+    message = f"{call.opcode.name} needs protocol version {call.since}; the daemon speaks {version}"
+    return ServerError(ErrorCode.UNSUPPORTED, message)
+
+
+def is_unsupported(error: SessiondError) -> bool:
+    """Whether HELLO was refused for its version: the daemon is older, and
+    has closed the connection; an older version may be asked on a new one."""
+    return isinstance(error, ServerError) and error.code == ErrorCode.UNSUPPORTED
 
 
 def parting_error(opcode: int, body: Any) -> SessiondError:
@@ -69,8 +89,8 @@ def _name(opcode: int) -> str:
         return f"opcode 0x{opcode:02x}"
 
 
-def _call(opcode: p.Opcode, body: Any, convert: Callable[[Any], T]) -> Call[T]:
-    return Call(opcode, p.encode_body(opcode, body), convert)
+def _call(opcode: p.Opcode, body: Any, convert: Callable[[Any], T], since: int = 1) -> Call[T]:
+    return Call(opcode, p.encode_body(opcode, body), convert, since)
 
 
 def _fields(fields: Fields) -> list[p.Field]:
@@ -94,17 +114,19 @@ def _same(body: T) -> T:
     return body
 
 
-def _check_hello(ok: p.HelloOk) -> p.HelloOk:
-    if ok.version != p.PROTOCOL_VERSION:
-        raise ProtocolError(f"the daemon speaks protocol version {ok.version}, not {p.PROTOCOL_VERSION}")
-    return ok
-
-
 _EMPTY = p.Empty()
 
 
-def hello(client_name: str) -> Call[p.HelloOk]:
-    return _call(p.Opcode.HELLO, p.Hello(p.PROTOCOL_VERSION, client_name), _check_hello)
+def hello(client_name: str, version: int) -> Call[p.HelloOk]:
+    """HELLO in ``version``; the answer must carry the same version, since
+    its body, and every answer after it, is read as that version's."""
+
+    def check(ok: p.HelloOk) -> p.HelloOk:
+        if ok.version != version:
+            raise ProtocolError(f"HELLO asked for protocol version {version}; the daemon answered {ok.version}")
+        return ok
+
+    return _call(p.Opcode.HELLO, p.Hello(version, client_name), check)
 
 
 def ping() -> Call[None]:
@@ -134,6 +156,13 @@ def create(
     return _call(p.Opcode.CREATE, body, _same)
 
 
+def create_as(
+    key: str, fields: Fields, expiry: p.Expiry, user: str | None, ip: str | None, user_agent: str | None
+) -> Call[p.Created]:
+    body = p.CreateAs(key, _fields(fields), expiry, p.Meta(user, ip, user_agent))
+    return _call(p.Opcode.CREATE_AS, body, _same, _V2)
+
+
 def get(key: str, touch: bool, ip: str | None = None, user_agent: str | None = None) -> Call[Session]:
     return _call(p.Opcode.GET, p.Get(key, touch, ip, user_agent), Session.from_body)
 
@@ -147,10 +176,27 @@ def replace(key: str, fields: Fields, expected_version: int | None) -> Call[p.Wr
 
 
 def patch(key: str, set: Fields, remove: Iterable[str], expected_version: int | None) -> Call[p.Written]:
+    body = p.Patch(key, _fields(set), _names(remove), expected_version)
+    return _call(p.Opcode.PATCH, body, _same)
+
+
+def write(
+    key: str,
+    set: Fields,
+    remove: Iterable[str],
+    replace: bool,
+    expected_version: int | None,
+    expiry: p.Expiry | None,
+    owner: p.Owner,
+) -> Call[p.Written]:
+    body = p.Write(key, _fields(set), _names(remove), replace, expected_version, expiry, owner)
+    return _call(p.Opcode.WRITE, body, _same, _V2)
+
+
+def _names(remove: Iterable[str]) -> list[str]:
     if isinstance(remove, str):
         raise TypeError("remove takes a list of field names, not one string")
-    body = p.Patch(key, _fields(set), list(remove), expected_version)
-    return _call(p.Opcode.PATCH, body, _same)
+    return list(remove)
 
 
 def touch(key: str) -> Call[p.Written]:
@@ -175,6 +221,14 @@ def set_meta(key: str, ip: str | None, user_agent: str | None) -> Call[p.Written
 
 def list_user(user: str) -> Call[list[p.SessionInfo]]:
     return _call(p.Opcode.LIST_USER, p.ListUser(user), attrgetter("sessions"))
+
+
+def list_user_page(user: str, limit: int, after: str | None) -> Call[tuple[list[p.SessionInfo], str | None]]:
+    return _call(p.Opcode.LIST_USER_PAGE, p.ListUserPage(user, limit, after), _page, _V2)
+
+
+def _page(page: p.UserPage) -> tuple[list[p.SessionInfo], str | None]:
+    return page.sessions, page.next
 
 
 def revoke(handle: str) -> Call[int]:

@@ -17,18 +17,23 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ops
-from ._ops import CLIENT_NAME, DEFAULT_TIMEOUT, Call, Fields, default_socket_path
-from .errors import Disconnected, ProtocolError, SessiondError, Timeout
+from ._ops import CLIENT_NAME, DEFAULT_TIMEOUT, KEEP_OWNER, Call, Fields, default_socket_path
+from .errors import Disconnected, ProtocolError, ServerError, SessiondError, Timeout
 from .models import Session, Unsealed
 from .protocol import (
     HEADER_LEN,
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
     Created,
     Expiry,
+    HelloOk,
     HostToken,
     Limits,
+    Owner,
     Redeemed,
     Sealed,
     SessionInfo,
+    Settings,
     StatsOk,
     Written,
     check_crc,
@@ -48,7 +53,8 @@ class _Link:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.get_running_loop()
-        self.limits: Limits | None = None
+        #: The HELLO answer; set before the link is shared.
+        self.hello: HelloOk | None = None
         self._reader = reader
         self._writer = writer
         self._pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
@@ -201,22 +207,40 @@ class Client:
         return await asyncio.shield(opening)
 
     async def _open(self) -> _Link:
+        """A new link in the newest protocol version the daemon speaks.
+
+        A daemon older than this client answers HELLO with UNSUPPORTED and
+        closes the connection, so the older version is asked on a new one.
+        """
+        try:
+            link = await self._connect(PROTOCOL_VERSION)
+        except ServerError as e:
+            if not _ops.is_unsupported(e):
+                raise
+            link = await self._connect(MIN_PROTOCOL_VERSION)
+        self._link = link
+        return link
+
+    async def _connect(self, version: int) -> _Link:
+        """A new link after HELLO in ``version``; closed again if HELLO fails."""
         try:
             reader, writer = await asyncio.open_unix_connection(self.socket_path)
         except OSError as e:
             raise Disconnected(f"cannot connect to sessiond at {self.socket_path}: {e.strerror or e}") from e
         link = _Link(reader, writer)
         try:
-            hello = _ops.hello(self.client_name)
-            link.limits = hello.result(*await link.exchange(hello)).limits
+            hello = _ops.hello(self.client_name, version)
+            link.hello = hello.result(*await link.exchange(hello))
         except BaseException:
             await link.close()
             raise
-        self._link = link
         return link
 
     async def _round_trip(self, call: Call[Any]) -> tuple[int, Any]:
         link = await self._live_link()
+        assert link.hello is not None  # set by _open before the link is shared
+        if link.hello.version < call.since:
+            raise _ops.unsupported(call, link.hello.version)
         return await link.exchange(call)
 
     async def _run(self, call: Call[T], timeout: float | None) -> T:
@@ -226,14 +250,23 @@ class Client:
             raise Timeout("no answer from sessiond within the timeout") from None
         return call.result(opcode, body)
 
-    async def limits(self, *, timeout: float | None = None) -> Limits:
-        """The daemon's limits, as its HELLO answer announced them."""
+    async def _hello(self, timeout: float | None) -> HelloOk:
+        """The HELLO answer of the connection, made if there is none."""
         try:
             link = await asyncio.wait_for(self._live_link(), self.timeout if timeout is None else timeout)
         except asyncio.TimeoutError:
             raise Timeout("connecting to sessiond timed out") from None
-        assert link.limits is not None  # set by _open before the link is shared
-        return link.limits
+        assert link.hello is not None  # set by _open before the link is shared
+        return link.hello
+
+    async def limits(self, *, timeout: float | None = None) -> Limits:
+        """The daemon's limits, as its HELLO answer announced them."""
+        return (await self._hello(timeout)).limits
+
+    async def settings(self, *, timeout: float | None = None) -> Settings | None:
+        """The daemon's settings, as its HELLO answer announced them; ``None``
+        from a daemon that speaks only version 1."""
+        return (await self._hello(timeout)).settings
 
     async def ping(self, *, timeout: float | None = None) -> None:
         return await self._run(_ops.ping(), timeout)
@@ -260,6 +293,19 @@ class Client:
         timeout: float | None = None,
     ) -> Created:
         return await self._run(_ops.create(fields, expiry or Expiry.default(), user, ip, user_agent), timeout)
+
+    async def create_as(
+        self,
+        key: str,
+        fields: Fields = (),
+        expiry: Expiry | None = None,
+        *,
+        user: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        timeout: float | None = None,
+    ) -> Created:
+        return await self._run(_ops.create_as(key, fields, expiry or Expiry.default(), user, ip, user_agent), timeout)
 
     async def get(self, key: str, *, timeout: float | None = None) -> Session:
         return await self._run(_ops.get(key, False), timeout)
@@ -297,6 +343,20 @@ class Client:
     ) -> Written:
         return await self._run(_ops.patch(key, set, remove, expected_version), timeout)
 
+    async def write(
+        self,
+        key: str,
+        set: Fields = (),
+        remove: Iterable[str] = (),
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+        expiry: Expiry | None = None,
+        owner: Owner = KEEP_OWNER,
+        timeout: float | None = None,
+    ) -> Written:
+        return await self._run(_ops.write(key, set, remove, replace, expected_version, expiry, owner), timeout)
+
     async def touch(self, key: str, *, timeout: float | None = None) -> Written:
         return await self._run(_ops.touch(key), timeout)
 
@@ -319,6 +379,11 @@ class Client:
 
     async def list_user(self, user: str, *, timeout: float | None = None) -> list[SessionInfo]:
         return await self._run(_ops.list_user(user), timeout)
+
+    async def list_user_page(
+        self, user: str, limit: int = 0, after: str | None = None, *, timeout: float | None = None
+    ) -> tuple[list[SessionInfo], str | None]:
+        return await self._run(_ops.list_user_page(user, limit, after), timeout)
 
     async def revoke(self, handle: str, *, timeout: float | None = None) -> int:
         return await self._run(_ops.revoke(handle), timeout)

@@ -12,19 +12,24 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ops
-from ._ops import CLIENT_NAME, DEFAULT_TIMEOUT, Call, Fields, default_socket_path
-from .errors import Disconnected, ProtocolError, Timeout
+from ._ops import CLIENT_NAME, DEFAULT_TIMEOUT, KEEP_OWNER, Call, Fields, default_socket_path
+from .errors import Disconnected, ProtocolError, ServerError, Timeout
 from .models import Session, Unsealed
 from .protocol import (
     HEADER_LEN,
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
     Created,
     Expiry,
     Header,
+    HelloOk,
     HostToken,
     Limits,
+    Owner,
     Redeemed,
     Sealed,
     SessionInfo,
+    Settings,
     StatsOk,
     Written,
     check_crc,
@@ -46,10 +51,11 @@ def _remaining(deadline: float) -> float:
 
 
 class _Connection:
-    """One socket after HELLO. Requests go one at a time, so the only frame
-    that may arrive is the awaited answer (or the daemon's parting error)."""
+    """One socket after HELLO in ``version``. Requests go one at a time, so
+    the only frame that may arrive is the awaited answer (or the daemon's
+    parting error)."""
 
-    def __init__(self, path: str, client_name: str, deadline: float) -> None:
+    def __init__(self, path: str, client_name: str, version: int, deadline: float) -> None:
         #: A connection is never used by another process than its maker: after
         #: a fork, parent and child would read each other's answers.
         self.pid = os.getpid()
@@ -69,8 +75,8 @@ class _Connection:
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
         try:
-            hello = _ops.hello(client_name)
-            self.limits: Limits = hello.result(*self.exchange(hello, deadline)).limits
+            hello = _ops.hello(client_name, version)
+            self.hello: HelloOk = hello.result(*self.exchange(hello, deadline))
         except BaseException:
             self.close()
             raise
@@ -203,10 +209,25 @@ class Client:
             try:
                 conn = self._idle.pop()
             except IndexError:
-                return _Connection(self.socket_path, self.client_name, deadline)
+                return self._connect(deadline)
             if conn.pid == pid and not conn.is_stale():
                 return conn
             conn.close()
+
+    def _connect(self, deadline: float) -> _Connection:
+        """A new connection in the newest protocol version the daemon speaks.
+
+        A daemon older than this client answers HELLO with UNSUPPORTED and
+        closes the connection, so the older version is asked on a new one.
+        Each connection asks afresh: a daemon upgraded by a restart is
+        spoken to in its new version from the next connection on.
+        """
+        try:
+            return _Connection(self.socket_path, self.client_name, PROTOCOL_VERSION, deadline)
+        except ServerError as e:
+            if not _ops.is_unsupported(e):
+                raise
+        return _Connection(self.socket_path, self.client_name, MIN_PROTOCOL_VERSION, deadline)
 
     def _checkin(self, conn: _Connection) -> None:
         if len(self._idle) < self.max_idle:
@@ -217,6 +238,9 @@ class Client:
     def _run(self, call: Call[T], timeout: float | None) -> T:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         conn = self._checkout(deadline)
+        if conn.hello.version < call.since:
+            self._checkin(conn)
+            raise _ops.unsupported(call, conn.hello.version)
         try:
             opcode, body = conn.exchange(call, deadline)
         except BaseException:
@@ -225,11 +249,20 @@ class Client:
         self._checkin(conn)
         return call.result(opcode, body)
 
-    def limits(self, *, timeout: float | None = None) -> Limits:
-        """The daemon's limits, as its HELLO answer announced them."""
+    def _hello(self, timeout: float | None) -> HelloOk:
+        """The HELLO answer of a connection, made if none is idle."""
         conn = self._checkout(time.monotonic() + (self.timeout if timeout is None else timeout))
         self._checkin(conn)
-        return conn.limits
+        return conn.hello
+
+    def limits(self, *, timeout: float | None = None) -> Limits:
+        """The daemon's limits, as its HELLO answer announced them."""
+        return self._hello(timeout).limits
+
+    def settings(self, *, timeout: float | None = None) -> Settings | None:
+        """The daemon's expiry and listing settings, as its HELLO answer
+        announced them; ``None`` from a daemon that speaks only version 1."""
+        return self._hello(timeout).settings
 
     def ping(self, *, timeout: float | None = None) -> None:
         """Checks that the daemon answers."""
@@ -261,6 +294,24 @@ class Client:
         """Creates a session with an owner (1 to 256 bytes), IP and user agent.
         With an owner, the daemon's per-user limit applies."""
         return self._run(_ops.create(fields, expiry or Expiry.default(), user, ip, user_agent), timeout)
+
+    def create_as(
+        self,
+        key: str,
+        fields: Fields = (),
+        expiry: Expiry | None = None,
+        *,
+        user: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        timeout: float | None = None,
+    ) -> Created:
+        """Creates a session under ``key``, drawn by the caller (16 to 64
+        random bytes as canonical base64url, else ``BAD_KEY``), for
+        frameworks that make their own ids. If a session has the key
+        already, raises :class:`~sessiond.KeyExists` and changes nothing:
+        draw another. Protocol version 2."""
+        return self._run(_ops.create_as(key, fields, expiry or Expiry.default(), user, ip, user_agent), timeout)
 
     def get(self, key: str, *, timeout: float | None = None) -> Session:
         """Reads a session, without counting the read as activity."""
@@ -310,6 +361,28 @@ class Client:
         patches of different fields never lose each other's changes."""
         return self._run(_ops.patch(key, set, remove, expected_version), timeout)
 
+    def write(
+        self,
+        key: str,
+        set: Fields = (),
+        remove: Iterable[str] = (),
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+        expiry: Expiry | None = None,
+        owner: Owner = KEEP_OWNER,
+        timeout: float | None = None,
+    ) -> Written:
+        """A framework's save as one atomic write: :meth:`patch` (or, with
+        ``replace``, :meth:`replace` by ``set``; ``remove`` must then be
+        empty), then the new ``expiry`` policy if given, as
+        :meth:`set_expiry` would, and the change of ``owner``
+        (:meth:`Owner.set <sessiond.Owner.set>` with the per-user limit,
+        :meth:`Owner.clear <sessiond.Owner.clear>`). A session that has
+        ended is :class:`~sessiond.NotFound`: a write never revives one.
+        Protocol version 2."""
+        return self._run(_ops.write(key, set, remove, replace, expected_version, expiry, owner), timeout)
+
     def touch(self, key: str, *, timeout: float | None = None) -> Written:
         """Counts activity (sliding the expiry) without reading or changing data."""
         return self._run(_ops.touch(key), timeout)
@@ -344,6 +417,16 @@ class Client:
     def list_user(self, user: str, *, timeout: float | None = None) -> list[SessionInfo]:
         """The user's live sessions, most recently active first: handles, never keys."""
         return self._run(_ops.list_user(user), timeout)
+
+    def list_user_page(
+        self, user: str, limit: int = 0, after: str | None = None, *, timeout: float | None = None
+    ) -> tuple[list[SessionInfo], str | None]:
+        """A page of :meth:`list_user`: at most ``limit`` sessions (0 for the
+        daemon's ``max_list_page``) after the cursor ``after``, and the
+        cursor of the next page, ``None`` after the last. A session active
+        while the listing is paged may appear twice or be missed. Protocol
+        version 2."""
+        return self._run(_ops.list_user_page(user, limit, after), timeout)
 
     def revoke(self, handle: str, *, timeout: float | None = None) -> int:
         """Ends the session with this handle; returns 1 if it was live, else 0."""

@@ -30,6 +30,7 @@ class ErrorCode(enum.IntEnum):
     TOO_MANY_SESSIONS = 12
     TOKEN_REJECTED = 13
     FORBIDDEN = 14
+    KEY_EXISTS = 15
 
 
 class SessiondError(Exception):
@@ -90,11 +91,17 @@ class Forbidden(ServerError):
     """This process's user may not use the daemon (SO_PEERCRED check)."""
 
 
+class KeyExists(ServerError):
+    """``create_as`` proposed a key a session already has (live, or expired
+    and not yet swept); nothing changed. Draw another key."""
+
+
 _BY_CODE: dict[int, type[ServerError]] = {
     ErrorCode.NOT_FOUND: NotFound,
     ErrorCode.VERSION_CONFLICT: VersionConflict,
     ErrorCode.BUSY: Busy,
     ErrorCode.FORBIDDEN: Forbidden,
+    ErrorCode.KEY_EXISTS: KeyExists,
 }
 
 

@@ -16,10 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sessiond import ErrorCode
 from sessiond import protocol as p
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0
+#: What the fake daemon announces in HELLO_OK.
+FAKE_LIMITS = p.Limits(1 << 20, 1 << 19, 1024, 256, 256)
+FAKE_SETTINGS = p.Settings(7200, 86_400, 30, 100, 5, 50)
 
 
 def daemon_binary() -> Path:
@@ -91,14 +95,15 @@ class Daemon:
 
 
 class FakeConnection:
-    """The daemon's end of one connection to :class:`FakeDaemon`."""
+    """The daemon's end of one connection to :class:`FakeDaemon`; also a
+    test's raw client end, to play HELLO by hand against the real daemon."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.sock.settimeout(10)
 
     def read(self) -> tuple[int, int, Any] | None:
-        """The next request as (request id, opcode, body), or None at its end."""
+        """The next frame as (request id, opcode, body), or None at its end."""
         head = self._exactly(p.HEADER_LEN)
         if head is None:
             return None
@@ -109,10 +114,19 @@ class FakeConnection:
     def send(self, request_id: int, opcode: p.Opcode, body: Any) -> None:
         self.sock.sendall(p.encode_frame(request_id, opcode, p.encode_body(opcode, body)))
 
-    def answer_hello(self) -> None:
+    def answer_hello(self, versions: tuple[int, ...] = (1, 2)) -> bool:
+        """Answers HELLO as a daemon speaking ``versions`` does: in the version
+        asked, or with UNSUPPORTED (then the script should end, closing the
+        connection, as the daemon does). Returns whether HELLO succeeded."""
         request = self.read()
         assert request is not None and request[1] == p.Opcode.HELLO, request
-        self.send(request[0], p.Opcode.HELLO_OK, p.HelloOk(1, "fake", p.Limits(1 << 20, 1 << 19, 1024, 256, 256)))
+        request_id, version = request[0], request[2].version
+        if version not in versions:
+            self.send(request_id, p.Opcode.ERROR, p.ErrorBody(ErrorCode.UNSUPPORTED, f"version {version}"))
+            return False
+        settings = FAKE_SETTINGS if version >= 2 else None
+        self.send(request_id, p.Opcode.HELLO_OK, p.HelloOk(version, "fake", FAKE_LIMITS, settings))
+        return True
 
     def serve_pings(self) -> None:
         """Answers every PING until the client leaves."""

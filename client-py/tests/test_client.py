@@ -9,9 +9,11 @@ through the asyncio client (made blocking by ``Synced``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import select
+import socket
 import threading
 import time
 import unittest
@@ -19,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import sessiond
-from sessiond import ErrorCode, Expiry, ServerError, aio
+from sessiond import ErrorCode, Expiry, Owner, ServerError, Settings, aio
 from sessiond import protocol as p
 
-from .support import Daemon, FakeConnection, FakeDaemon, Synced
+from .support import FAKE_LIMITS, FAKE_SETTINGS, Daemon, FakeConnection, FakeDaemon, Synced
 
 COM, ORG, NET = "www.example.com", "www.example.org", "www.example.net"
 CONFIG = f"""
@@ -37,6 +39,11 @@ TIMEOUT = 10.0
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def draw_key(n_bytes: int = 16) -> str:
+    """A key as a framework would draw one for CREATE_AS: random bytes as base64url without padding."""
+    return base64.urlsafe_b64encode(os.urandom(n_bytes)).rstrip(b"=").decode()
 
 
 # The scenario is a mixin, so that unittest does not run it on its own;
@@ -113,13 +120,16 @@ class Operations(_Mixin):
         self.assertEqual(self.client.replace(key, {"y": "2"}).version, 5)
         self.assertEqual(self.client.get(key).fields, {"y": b"2"})
 
-    def test_expiry_policies_as_django_sets_them(self) -> None:
-        # The daemon's first sweep runs on its own at start-up: let it finish,
-        # so that the SWEEP below is the one to find the expired session.
+    def wait_for_the_startup_sweep(self) -> None:
+        """The daemon's first sweep runs on its own at start-up: once it is
+        over, expired sessions stay until a SWEEP (CONFIG's interval is an hour)."""
         deadline = time.monotonic() + 10
         while not self.client.stats()["last_sweep_ms"]:
             self.assertLess(time.monotonic(), deadline, "the start-up sweep did not run")
             time.sleep(0.005)
+
+    def test_expiry_policies_as_django_sets_them(self) -> None:
+        self.wait_for_the_startup_sweep()  # so that the SWEEP below is the one to find the expired session
         key = self.client.create({"a": "1"}, Expiry.browser_close()).key
         self.assertEqual(self.client.get(key).expiry, Expiry.browser_close())
         self.assertEqual(self.client.set_expiry(key, Expiry.idle(600)).version, 2)
@@ -237,6 +247,101 @@ class Operations(_Mixin):
         with self.assertRaises(TypeError):
             self.client.create({"a": 1})
 
+    def test_settings_are_announced_in_hello(self) -> None:
+        self.assertEqual(self.client.settings(), Settings(1_209_600, 0, 60, 512, 0, 1000), "the defaults")
+        configured = Daemon(
+            "[expiry]\ndefault_idle_secs = 7200\nmax_lifetime_secs = 86400\ntouch_granularity_secs = 30\n"
+            "[users]\nmax_sessions_per_user = 5\nmax_user_agent = 100\n"
+        )
+        self.addCleanup(configured.close)
+        client = self.make_client(configured.socket)
+        self.addCleanup(client.close)
+        self.assertEqual(client.settings(), Settings(7200, 86_400, 30, 100, 5, 1000))
+        self.assertEqual(client.limits().max_frame, 1 << 20)
+
+    def test_create_as_takes_the_callers_key_once(self) -> None:
+        key = draw_key()
+        created = self.client.create_as(key, {"cart": "3"}, Expiry.idle(1800), user="alice", ip="192.0.2.1")
+        self.assertEqual((created.key, created.version, len(created.handle)), (key, 1, 16))
+        s = self.client.get(key)
+        self.assertEqual((s.fields, s.expiry, s.user, s.ip), ({"cart": b"3"}, Expiry.idle(1800), "alice", "192.0.2.1"))
+        self.assertEqual(s.expires_at_ms, created.expires_at_ms)
+        with self.assertRaises(sessiond.KeyExists) as caught:
+            self.client.create_as(key, {"other": "1"})
+        self.assertEqual(caught.exception.code, ErrorCode.KEY_EXISTS)
+        self.assertEqual(self.client.get(key).fields, {"cart": b"3"}, "a collision changes nothing")
+        self.assertEqual(self.client.create_as(draw_key(64)).version, 1, "64 bytes: the longest key")
+
+        # An expired session not yet swept still holds its key.
+        self.wait_for_the_startup_sweep()
+        ended = draw_key(32)
+        self.client.create_as(ended, expiry=Expiry.at(1))
+        self.assertFalse(self.client.exists(ended))
+        with self.assertRaises(sessiond.KeyExists):
+            self.client.create_as(ended)
+
+        too_short = draw_key(15)  # 120 bits: under the 128 a proposed key needs
+        not_canonical = key[:-1] + "B"  # 16 bytes leave 4 unused low bits in the last character: "B" sets one
+        for bad in (too_short, draw_key(65), not_canonical, "not a key!" * 3):
+            with self.subTest(key=bad), self.assertRaises(ServerError) as refused:
+                self.client.create_as(bad)
+            self.assertEqual(refused.exception.code, ErrorCode.BAD_KEY)
+
+    def test_write_changes_data_expiry_and_owner_in_one_step(self) -> None:
+        created = self.client.create({"cart": "3", "a": "1"}, Expiry.browser_close())
+        key = created.key
+        written = self.client.write(
+            key, set={"_auth_user_id": "42"}, remove=["cart"], expiry=Expiry.idle(600), owner=Owner.set("42")
+        )
+        self.assertEqual(written.version, 2, "one write")
+        s = self.client.get(key)
+        self.assertEqual((s.fields, s.expiry, s.user), ({"a": b"1", "_auth_user_id": b"42"}, Expiry.idle(600), "42"))
+        self.assertEqual(s.expires_at_ms, written.expires_at_ms)
+        self.assertTrue(590_000 <= s.ttl_ms <= 600_000, s.ttl_ms)
+        self.assertEqual([i.handle for i in self.client.list_user("42")], [created.handle])
+
+        # Replace, with compare-and-set; the policy and the owner are kept.
+        self.assertEqual(self.client.write(key, {"x": "1"}, replace=True, expected_version=2).version, 3)
+        s = self.client.get(key)
+        self.assertEqual((s.fields, s.expiry, s.user), ({"x": b"1"}, Expiry.idle(600), "42"))
+        with self.assertRaises(sessiond.VersionConflict):
+            self.client.write(key, {"y": "1"}, expected_version=2)
+        with self.assertRaises(ServerError) as caught:
+            self.client.write(key, {"y": "1"}, ["x"], replace=True)
+        self.assertEqual(caught.exception.code, ErrorCode.BAD_REQUEST, "replace with fields to remove")
+
+        # Logout that keeps the session: the owner goes, the data stays.
+        self.assertEqual(self.client.write(key, owner=Owner.clear()).version, 4)
+        self.assertEqual((self.client.get(key).user, self.client.list_user("42")), (None, []))
+
+        # A write never revives a session that has ended.
+        self.client.write(key, expiry=Expiry.at(1))
+        self.assertFalse(self.client.exists(key))
+        with self.assertRaises(sessiond.NotFound):
+            self.client.write(key, {"z": "1"})
+        with self.assertRaises(sessiond.NotFound):
+            self.client.write(UNKNOWN_KEY, {"z": "1"})
+
+    def test_list_user_page_pages_through_a_users_sessions(self) -> None:
+        handles = {self.client.create_with_meta(user="bob", ip="192.0.2.1").handle for _ in range(25)}
+        pages: list[list[str]] = []
+        after = None
+        while True:
+            sessions, after = self.client.list_user_page("bob", 10, after)
+            pages.append([s.handle for s in sessions])
+            if after is None:
+                break
+        self.assertEqual([len(page) for page in pages], [10, 10, 5])
+        whole = self.client.list_user("bob")
+        self.assertEqual([h for page in pages for h in page], [s.handle for s in whole], "LIST_USER's order")
+        self.assertEqual(set(pages[0] + pages[1] + pages[2]), handles)
+        sessions, after = self.client.list_user_page("bob")  # limit 0: the daemon's max_list_page (1000)
+        self.assertEqual((sessions, after), (whole, None))
+        self.assertEqual(self.client.list_user_page("nobody", 10), ([], None))
+        with self.assertRaises(ServerError) as caught:
+            self.client.list_user_page("bob", 10, "not a cursor")
+        self.assertEqual(caught.exception.code, ErrorCode.BAD_REQUEST)
+
     def test_the_next_call_after_a_daemon_restart_reconnects(self) -> None:
         key = self.client.create({"a": "1"}).key
         self.daemon.restart()  # SIGKILL, then a new daemon on the same directory
@@ -257,6 +362,45 @@ class BlockingOperations(Operations, unittest.TestCase):
 class AsyncOperations(Operations, unittest.TestCase):
     def make_client(self, socket_path: str) -> Synced:
         return Synced(aio.Client(socket_path, timeout=TIMEOUT))
+
+
+class VersionOneHello(unittest.TestCase):
+    """A version-1 client, played frame by frame, still works with the daemon."""
+
+    def setUp(self) -> None:
+        self.daemon = Daemon(CONFIG)
+        self.addCleanup(self.daemon.close)
+
+    def connect(self) -> FakeConnection:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.connect(self.daemon.socket)
+        return FakeConnection(sock)
+
+    def exchange(self, conn: FakeConnection, request_id: int, opcode: p.Opcode, body: Any) -> tuple[int, Any]:
+        """Sends a request and reads its answer's opcode and body."""
+        conn.send(request_id, opcode, body)
+        answer = conn.read()
+        assert answer is not None, "the daemon closed the connection"
+        self.assertEqual(answer[0], request_id)
+        return answer[1], answer[2]
+
+    def test_a_version_1_hello_is_answered_without_settings_and_serves_requests(self) -> None:
+        conn = self.connect()
+        opcode, hello = self.exchange(conn, 1, p.Opcode.HELLO, p.Hello(1, "py-v1"))
+        self.assertEqual((opcode, hello.version, hello.settings), (p.Opcode.HELLO_OK, 1, None))
+        self.assertEqual(hello.limits.max_frame, 1 << 20)
+        create = p.Create([p.Field("a", b"1")], Expiry.default(), p.Meta(None, None, None))
+        opcode, created = self.exchange(conn, 2, p.Opcode.CREATE, create)
+        self.assertEqual(opcode, p.Opcode.CREATED)
+        opcode, session = self.exchange(conn, 3, p.Opcode.GET, p.Get(created.key, False, None, None))
+        self.assertEqual((opcode, session.fields), (p.Opcode.SESSION, [p.Field("a", b"1")]))
+
+    def test_an_unknown_version_is_unsupported_and_closes_the_connection(self) -> None:
+        conn = self.connect()
+        opcode, error = self.exchange(conn, 1, p.Opcode.HELLO, p.Hello(3, "py-v3"))
+        self.assertEqual((opcode, error.code), (p.Opcode.ERROR, ErrorCode.UNSUPPORTED))
+        self.assertIsNone(conn.read(), "the daemon closed the connection")
 
 
 def wait_child(pid: int, limit: float = 30.0) -> int:
@@ -375,6 +519,12 @@ def serve(conn: FakeConnection, index: int) -> None:
     conn.serve_pings()
 
 
+def older_daemon(conn: FakeConnection, index: int) -> None:
+    """A daemon that speaks only version 1: it refuses HELLO 2 and closes."""
+    if conn.answer_hello(versions=(1,)):
+        conn.serve_pings()
+
+
 class BlockingAgainstAFake(unittest.TestCase):
     """What the real daemon does only by accident, played by a fake one."""
 
@@ -448,6 +598,29 @@ class BlockingAgainstAFake(unittest.TestCase):
 
         with self.assertRaises(sessiond.ProtocolError):
             self.fake(script).ping()
+
+    def test_a_version_2_daemon_announces_its_settings(self) -> None:
+        client = self.fake(serve)
+        self.assertEqual((client.settings(), client.limits()), (FAKE_SETTINGS, FAKE_LIMITS))
+        self.assertEqual(self.server.accepted, 1)
+
+    def test_an_older_daemon_is_spoken_to_in_version_1(self) -> None:
+        client = self.fake(older_daemon)
+        client.ping()
+        self.assertEqual(self.server.accepted, 2, "HELLO 2 refused, then HELLO 1 on a new connection")
+        self.assertEqual((client.settings(), client.limits()), (None, FAKE_LIMITS))
+        # Version 2's operations are refused before sending (the fake would
+        # answer them with PONG), and the connection is kept.
+        for operation in (
+            lambda: client.create_as(UNKNOWN_KEY),
+            lambda: client.write(UNKNOWN_KEY, {"a": "1"}),
+            lambda: client.list_user_page("alice"),
+        ):
+            with self.assertRaises(ServerError) as caught:
+                operation()
+            self.assertEqual(caught.exception.code, ErrorCode.UNSUPPORTED)
+        client.ping()
+        self.assertEqual(self.server.accepted, 2)
 
     def test_no_daemon_is_disconnected(self) -> None:
         client = sessiond.Client("/nonexistent/sessiond.sock")
@@ -550,6 +723,22 @@ class AsyncAgainstAFake(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(all(isinstance(r, sessiond.Disconnected) for r in results), results)
         await client.ping()
         self.assertEqual(self.server.accepted, 2)
+
+    async def test_an_older_daemon_is_spoken_to_in_version_1(self) -> None:
+        client = self.fake(older_daemon)
+        await client.ping()
+        self.assertEqual(self.server.accepted, 2, "HELLO 2 refused, then HELLO 1 on a new connection")
+        self.assertEqual((await client.settings(), await client.limits()), (None, FAKE_LIMITS))
+        with self.assertRaises(ServerError) as caught:
+            await client.write(UNKNOWN_KEY, {"a": "1"})
+        self.assertEqual(caught.exception.code, ErrorCode.UNSUPPORTED)
+        await client.ping()
+        self.assertEqual(self.server.accepted, 2, "the connection is kept")
+
+    async def test_a_version_2_daemon_announces_its_settings(self) -> None:
+        client = self.fake(serve)
+        self.assertEqual(await client.settings(), FAKE_SETTINGS)
+        self.assertEqual(self.server.accepted, 1)
 
     async def test_a_parting_error_reaches_every_waiting_caller(self) -> None:
         def script(conn: FakeConnection, index: int) -> None:

@@ -24,14 +24,16 @@ from sessiond.protocol import (
     parse_header,
 )
 from sessiond.protocol import messages as m
-from sessiond.protocol.codec import BOOL, BYTES, STRING, U16, U32, U64, Codec, List, Option, Struct
+from sessiond.protocol.codec import BOOL, BYTES, STRING, U16, U32, U64, Codec, Enumeration, List, Option, Struct
 
 from . import protocol_doc
 
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"  # bytes 00..1f
+SHORT_KEY = "AAECAwQFBgcICQoLDA0ODw"  # bytes 00..0f, the shortest a key may be
 HANDLE = "oKGio6Slpqeoqaqr"  # bytes a0..ab
 UA = "Mozilla/5.0"
 COM, ORG = "www.example.com", "www.example.org"
+LIMITS = m.Limits(1_048_576, 524_288, 1024, 256, 256)
 
 
 def cart() -> list[m.Field]:
@@ -41,7 +43,9 @@ def cart() -> list[m.Field]:
 #: Each vector's name in PROTOCOL.md, its request id, and its body.
 EXPECTED: dict[str, tuple[int, object]] = {
     "HELLO": (1, m.Hello(1, "py")),
-    "HELLO_OK": (1, m.HelloOk(1, "sessiond 0.1.0", m.Limits(1_048_576, 524_288, 1024, 256, 256))),
+    "HELLO_OK": (1, m.HelloOk(1, "sessiond 0.1.0", LIMITS, None)),
+    "HELLO (version 2)": (1, m.Hello(2, "py")),
+    "HELLO_OK (version 2)": (1, m.HelloOk(2, "sessiond 0.1.0", LIMITS, m.Settings(1_209_600, 0, 60, 512, 0, 1000))),
     "PING": (2, m.Empty()),
     "PONG": (2, m.Empty()),
     "STATS": (3, m.Empty()),
@@ -127,6 +131,22 @@ EXPECTED: dict[str, tuple[int, object]] = {
     "REVOKE_SEALED": (28, m.SealedCookie("AQI", "__Host-s", COM)),
     "SEALED_REVOKED": (28, m.RevokedOk(1)),
     "ERROR": (13, m.ErrorBody(ErrorCode.NOT_FOUND, "no such session")),
+    "CREATE_AS": (30, m.CreateAs(SHORT_KEY, cart(), m.Expiry.idle(1800), m.Meta(None, None, None))),
+    "CREATED_AS": (30, m.Created(SHORT_KEY, HANDLE, 1, 1_700_001_800_000)),
+    "ERROR (key exists)": (30, m.ErrorBody(ErrorCode.KEY_EXISTS, "a session has this key")),
+    "WRITE": (
+        31,
+        m.Write(KEY, [m.Field("_auth_user_id", b"42")], ["cart"], False, None, m.Expiry.idle(3600), m.Owner.set("42")),
+    ),
+    "WRITTEN": (31, m.Written(6, 1_700_003_600_000)),
+    "LIST_USER_PAGE": (32, m.ListUserPage("42", 100, None)),
+    "USER_PAGE": (
+        32,
+        m.UserPage(
+            [m.SessionInfo(HANDLE, 1_700_000_000_000, 1_700_000_600_000, 1_700_004_200_000, None, None, None)],
+            "1700000600000." + HANDLE,
+        ),
+    ),
 }
 
 
@@ -180,11 +200,14 @@ def describe(codec: Codec) -> str:
         return f"Option<{describe(codec.inner)}>"
     if isinstance(codec, List):
         return f"List<{describe(codec.inner)}>"
-    if isinstance(codec, Struct):
+    if isinstance(codec, (Struct, Enumeration)):
         return codec.cls.__name__
-    if codec is m.Expiry.CODEC:
-        return "Expiry"
     raise AssertionError(f"no description for {codec!r}")
+
+
+def variants(codec: Enumeration) -> list[tuple[str, str | None]]:
+    """An enumeration's (index, type of its value or None) pairs."""
+    return [(str(kind.value), describe(codec.values[kind]) if kind in codec.values else None) for kind in codec.kinds]
 
 
 class DocumentTables(unittest.TestCase):
@@ -208,9 +231,10 @@ class DocumentTables(unittest.TestCase):
         for name, members in declared.items():
             with self.subTest(type=name):
                 cls = getattr(messages, name)
-                if name == "Expiry":
-                    variants = [(str(k.value), k.name) for k in m.ExpiryKind]
-                    self.assertEqual([i for i, _ in members], [i for i, _ in variants])
+                if isinstance(cls.CODEC, Enumeration):
+                    # "1 IdleSecs(u32)": the index, and the type of the variant's value.
+                    documented = [(i, v[v.find("(") + 1 : -1] if "(" in v else None) for i, v in members]
+                    self.assertEqual(variants(cls.CODEC), documented)
                     continue
                 layout = [(f.name, describe(f.metadata["codec"])) for f in dataclasses.fields(cls)]
                 self.assertEqual(layout, members)

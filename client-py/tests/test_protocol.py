@@ -17,6 +17,7 @@ from sessiond.protocol import (
     MAX_BODY,
     Opcode,
     check_crc,
+    codec,
     decode_body,
     encode_body,
     encode_frame,
@@ -88,9 +89,28 @@ class DecodingIsTotal(unittest.TestCase):
             (Opcode.LIST_USER, b"\x01\xff"),  # UTF-8
             (Opcode.REVOKE_USER, b"\x01a\x02"),  # option tag
             (Opcode.SET_EXPIRY, b"\x01a\x04"),  # Expiry variant
+            (Opcode.WRITE, b"\x01a\x00\x00\x00\x00\x00\x03"),  # Owner variant
         ):
             with self.subTest(opcode=opcode.name), self.assertRaises(ProtocolError):
                 decode_body(opcode, body)
+
+    def test_hello_ok_is_read_as_the_version_it_carries(self) -> None:
+        # PROTOCOL.md: "settings only if version >= 2". The version field, not
+        # the body's length, decides: a version-1 body with settings has
+        # trailing bytes, and a version-2 body without them ends early.
+        limits = m.Limits(1, 2, 3, 4, 5)
+        settings = m.Settings(1, 2, 3, 4, 5, 6)
+        v1 = encode_body(Opcode.HELLO_OK, m.HelloOk(1, "s", limits))
+        v2 = encode_body(Opcode.HELLO_OK, m.HelloOk(2, "s", limits, settings))
+        self.assertEqual(v2, b"\x02" + v1[1:] + codec.encode(settings))
+        self.assertEqual(decode_body(Opcode.HELLO_OK, v2).settings, settings)
+        self.assertIsNone(decode_body(Opcode.HELLO_OK, v1).settings)
+        with self.assertRaises(ProtocolError):
+            decode_body(Opcode.HELLO_OK, v1 + v2[len(v1) :])
+        with self.assertRaises(ProtocolError):
+            decode_body(Opcode.HELLO_OK, b"\x02" + v1[1:])
+        # A version 3 answer (a daemon newer than the document) is read as version 2's body.
+        self.assertEqual(decode_body(Opcode.HELLO_OK, b"\x03" + v2[1:]).settings, settings)
 
     def test_unknown_opcodes_are_protocol_errors(self) -> None:
         for opcode in (0x00, 0x06, 0x7F, 0x8F, 0xFF):
@@ -152,6 +172,17 @@ class Encoding(unittest.TestCase):
             encode_body(Opcode.LIST_USER, m.ListUser(b"bytes"))  # type: ignore[arg-type]
         with self.assertRaises(TypeError):
             encode_body(Opcode.EXISTS, m.ListUser("x"))  # EXISTS carries KeyOnly
+        limits = m.Limits(1, 2, 3, 4, 5)
+        with self.assertRaises(ValueError):  # settings only from version 2 on, and always then
+            encode_body(Opcode.HELLO_OK, m.HelloOk(1, "s", limits, m.Settings(1, 2, 3, 4, 5, 6)))
+        with self.assertRaises(ValueError):
+            encode_body(Opcode.HELLO_OK, m.HelloOk(2, "s", limits, None))
+        with self.assertRaises(TypeError):
+            m.Owner(m.OwnerKind.SET)  # Set needs a user
+        with self.assertRaises(ValueError):
+            m.Owner(m.OwnerKind.CLEAR, "42")
+        with self.assertRaises(TypeError):
+            encode_body(Opcode.WRITE, m.Write("k", [], [], False, None, None, m.OwnerKind.KEEP))  # type: ignore[arg-type]
         with self.assertRaises(ValueError):
             Expiry.idle(2**32)
         with self.assertRaises(ValueError):

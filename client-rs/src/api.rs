@@ -238,6 +238,54 @@ macro_rules! operations {
             api::answer!(r, UserSessions(u) => u.sessions)
         }
 
+        /// One page of a user's sessions (protocol version 2): at most
+        /// `limit` (0: the daemon's page size), after the cursor `after`, the
+        /// `next` of the page before. `next` is `None` on the last page.
+        pub $($async_)? fn list_user_page(
+            &self,
+            user: &str,
+            limit: u32,
+            after: Option<&str>,
+        ) -> Result<sessiond_protocol::UserPage, Error> {
+            let request = Request::ListUserPage(sessiond_protocol::ListUserPage {
+                user: user.to_owned(),
+                limit,
+                after: after.map(str::to_owned),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, UserPage(p) => p)
+        }
+
+        /// Creates a session under a key the caller proposes (protocol
+        /// version 2), for frameworks that draw their own session ids: 16
+        /// to 64 bytes of base64url. A key some session already has is
+        /// `Error::Server` with `ErrorCode::KeyExists`: draw another.
+        pub $($async_)? fn create_as<K: Into<String>, V: Into<Vec<u8>>>(
+            &self,
+            key: &str,
+            fields: impl IntoIterator<Item = (K, V)>,
+            expiry: Expiry,
+            meta: sessiond_protocol::Meta,
+        ) -> Result<Created, Error> {
+            let request = Request::CreateAs(sessiond_protocol::CreateAs {
+                key: key.to_owned(),
+                fields: api::to_fields(fields),
+                expiry,
+                meta,
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, CreatedAs(c) => c.into())
+        }
+
+        /// Changes data, expiry policy and owner in one atomic write
+        /// (protocol version 2): a framework's save in one round trip. A
+        /// session deleted or expired meanwhile is `Error::NotFound`, never
+        /// brought back.
+        pub $($async_)? fn write(&self, write: sessiond_protocol::Write) -> Result<Written, Error> {
+            let r = self.call(Request::Write(write))$($await_)*?;
+            api::answer!(r, Written(w) => w.into())
+        }
+
         /// Ends the session with this handle; returns 1 if it was live, else 0.
         pub $($async_)? fn revoke(&self, handle: &str) -> Result<u64, Error> {
             let request = Request::Revoke(sessiond_protocol::Revoke { handle: handle.to_owned() });

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use sessiond_protocol::{
-    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response,
+    Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response, Settings,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -42,6 +42,7 @@ struct Link {
     out: mpsc::UnboundedSender<Vec<u8>>,
     shared: Arc<Shared>,
     limits: Limits,
+    settings: Option<Settings>,
 }
 
 /// What the I/O tasks and the callers share.
@@ -94,6 +95,13 @@ impl Client {
         Ok(self.link().await?.limits.clone())
     }
 
+    /// The daemon's expiry settings, as announced in HELLO (protocol
+    /// version 2): what an adapter needs to agree with it on a session's life.
+    pub async fn settings(&self) -> Result<Settings, Error> {
+        let link = self.link().await?;
+        link.settings.clone().ok_or_else(|| Error::Protocol("the daemon announced no settings".into()))
+    }
+
     async fn link(&self) -> Result<Arc<Link>, Error> {
         if let Some(link) = self.live_link() {
             return Ok(link);
@@ -123,8 +131,8 @@ impl Client {
         tokio::spawn(read_loop(rd, shared.clone()));
         let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: opts.client_name.clone() });
         let answer = self.exchange(&out, &shared, &hello).await?;
-        let limits = api::answer!(answer, Hello(h) => h.limits)?;
-        Ok(Link { out, shared, limits })
+        let (limits, settings) = api::answer!(answer, Hello(h) => (h.limits, h.settings))?;
+        Ok(Link { out, shared, limits, settings })
     }
 
     async fn exchange(

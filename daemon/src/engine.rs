@@ -21,6 +21,10 @@ use crate::tokens::{Keyring, Tokens};
 use crate::ttl::TtlIndex;
 use crate::writer::{Job, Op, Published, Writer, WriterConfig};
 
+/// The most sessions one LIST_USER_PAGE answers: an answer of a few hundred
+/// kilobytes at most.
+const MAX_LIST_PAGE: u32 = 1000;
+
 #[derive(Debug)]
 pub struct Engine {
     pub service: Arc<Service>,
@@ -97,6 +101,14 @@ impl Engine {
             tokens: tokens.clone(),
             aliases,
             owners,
+            settings: sessiond_protocol::Settings {
+                default_idle_secs: config.expiry.default_idle_secs,
+                max_lifetime_secs: config.expiry.max_lifetime_secs,
+                touch_granularity_secs: config.expiry.touch_granularity_secs,
+                max_user_agent: u32::try_from(config.users.max_user_agent).unwrap_or(u32::MAX),
+                max_sessions_per_user: u32::try_from(config.users.max_sessions_per_user).unwrap_or(u32::MAX),
+                max_list_page: MAX_LIST_PAGE,
+            },
         });
         Ok(Self { service, store, ttl, stats, tokens, sweeper, writer })
     }

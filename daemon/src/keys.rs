@@ -14,7 +14,35 @@ use sha2::{Digest, Sha256};
 
 /// The id a session is kept under for the key a client holds.
 pub fn id_of(key: &SessionKey) -> SessionKey {
-    SessionKey::from_bytes(Sha256::digest(key.as_bytes()).into())
+    id_of_bytes(key.as_bytes())
+}
+
+fn id_of_bytes(key: &[u8]) -> SessionKey {
+    SessionKey::from_bytes(Sha256::digest(key).into())
+}
+
+/// Shortest and longest key a client may hold, in bytes: keys the daemon
+/// makes are 32 bytes; a framework may propose its own (CREATE_AS), of at
+/// least 128 bits.
+pub const MIN_KEY_BYTES: usize = 16;
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// The id of a key as a client sends it: base64url without padding, in
+/// canonical form, of 16 to 64 bytes.
+pub fn id_of_text(text: &str) -> Result<SessionKey, String> {
+    use base64::Engine;
+    // Checked before decoding, so no long text is ever decoded.
+    let chars = (MIN_KEY_BYTES * 4).div_ceil(3)..=(MAX_KEY_BYTES * 4).div_ceil(3);
+    if !chars.contains(&text.len()) {
+        return Err(format!("a session key is {} to {} characters of base64url", chars.start(), chars.end()));
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| "a session key is canonical base64url without padding".to_owned())?;
+    if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&bytes.len()) {
+        return Err(format!("a session key is {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes"));
+    }
+    Ok(id_of_bytes(&bytes))
 }
 
 /// A fresh random key. Keys are made only here, by the daemon: a client can
@@ -47,6 +75,18 @@ mod tests {
         );
         let fresh = generate().unwrap();
         assert_ne!(id_of(&fresh), fresh);
+    }
+
+    #[test]
+    fn keys_of_16_to_64_bytes_are_read_and_others_refused() {
+        let daemon_made = generate().unwrap();
+        assert_eq!(id_of_text(&daemon_made.encode()), Ok(id_of(&daemon_made)));
+        // tower-sessions' 128-bit ids, as 22 characters.
+        assert!(id_of_text("AAECAwQFBgcICQoLDA0ODw").is_ok());
+        assert!(id_of_text(&"A".repeat(86)).is_ok());
+        for bad in ["", "short", "AAECAwQFBgcICQoLDA0OD", &"A".repeat(87), &"*".repeat(43), "AAECAwQFBgcICQoLDA0ODx"] {
+            assert!(id_of_text(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -39,10 +39,12 @@ pub enum ErrorCode {
     TokenRejected = 13,
     /// The peer's credentials are not allowed to use this daemon.
     Forbidden = 14,
+    /// CREATE_AS proposed a key a session already has: draw another.
+    KeyExists = 15,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::NotFound,
         Self::VersionConflict,
         Self::BadRequest,
@@ -57,6 +59,7 @@ impl ErrorCode {
         Self::TooManySessions,
         Self::TokenRejected,
         Self::Forbidden,
+        Self::KeyExists,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::TooManySessions => "TOO_MANY_SESSIONS",
             Self::TokenRejected => "TOKEN_REJECTED",
             Self::Forbidden => "FORBIDDEN",
+            Self::KeyExists => "KEY_EXISTS",
         }
     }
 }

@@ -19,8 +19,13 @@ pub use frame::{Frame, FrameHeader, HEADER_LEN, decode_frame, encode_frame};
 pub use key::{HANDLE_BYTES, HANDLE_CHARS, HandleError, KEY_BYTES, KEY_CHARS, KeyError, SessionHandle, SessionKey};
 pub use message::*;
 
-/// The protocol version spoken by this crate; HELLO carries it.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this crate speaks; HELLO carries the one a
+/// client wants. Version 2 ("1.1") adds CREATE_AS, WRITE, LIST_USER_PAGE,
+/// KEY_EXISTS and the settings in HELLO_OK to version 1, which a daemon
+/// still speaks to clients that ask for it.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version a daemon of this crate speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// Frame bodies may never exceed this, whatever the configuration says:
 /// it bounds every allocation the body decoder can make.

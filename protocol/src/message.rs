@@ -29,9 +29,12 @@ pub mod op {
     pub const CYCLE: u8 = 0x17;
     pub const SET_EXPIRY: u8 = 0x18;
     pub const SET_META: u8 = 0x19;
+    pub const CREATE_AS: u8 = 0x1A;
+    pub const WRITE: u8 = 0x1B;
     pub const LIST_USER: u8 = 0x20;
     pub const REVOKE: u8 = 0x21;
     pub const REVOKE_USER: u8 = 0x22;
+    pub const LIST_USER_PAGE: u8 = 0x23;
     pub const ISSUE_TRANSFER: u8 = 0x30;
     pub const REDEEM_TRANSFER: u8 = 0x31;
     pub const SEAL: u8 = 0x32;
@@ -56,9 +59,12 @@ pub mod op {
     pub const CYCLED: u8 = REPLY | CYCLE;
     pub const EXPIRY_SET: u8 = REPLY | SET_EXPIRY;
     pub const META_SET: u8 = REPLY | SET_META;
+    pub const CREATED_AS: u8 = REPLY | CREATE_AS;
+    pub const WRITTEN: u8 = REPLY | WRITE;
     pub const USER_SESSIONS: u8 = REPLY | LIST_USER;
     pub const REVOKED: u8 = REPLY | REVOKE;
     pub const USER_REVOKED: u8 = REPLY | REVOKE_USER;
+    pub const USER_PAGE: u8 = REPLY | LIST_USER_PAGE;
     pub const TRANSFER_ISSUED: u8 = REPLY | ISSUE_TRANSFER;
     pub const REDEEMED: u8 = REPLY | REDEEM_TRANSFER;
     pub const SEALED: u8 = REPLY | SEAL;
@@ -132,12 +138,74 @@ wire_struct! {
 }
 
 wire_struct! {
-    pub struct HelloOk {
-        pub version: u16,
-        pub server: String,
-        pub limits: Limits,
+    /// The daemon's expiry settings, announced in HELLO_OK from version 2:
+    /// what a client needs to agree with the daemon on a session's life.
+    pub struct Settings {
+        /// Idle age of the `Default` and `BrowserClose` policies.
+        pub default_idle_secs: u32,
+        /// Cap on any session's life from its creation; 0 for none.
+        pub max_lifetime_secs: u64,
+        /// Touches reach disk once they move an expiry this far.
+        pub touch_granularity_secs: u32,
+        /// User agents are cut to this many bytes.
+        pub max_user_agent: u32,
+        /// Most live sessions of one user; 0 for no limit.
+        pub max_sessions_per_user: u32,
+        /// Most sessions in one LIST_USER_PAGE answer.
+        pub max_list_page: u32,
     }
 }
+
+/// The answer to HELLO. Its body depends on the version it carries (the
+/// one the client asked for): version 1 ends after `limits`; from version 2
+/// the daemon's `settings` follow. A client reads the version first, so
+/// each reads exactly the body of its own version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[cfg_attr(test, proptest(filter = "|h| (h.version >= 2) == h.settings.is_some()"))]
+pub struct HelloOk {
+    pub version: u16,
+    pub server: String,
+    pub limits: Limits,
+    /// Present from version 2 on.
+    pub settings: Option<Settings>,
+}
+
+impl Encode for HelloOk {
+    fn encode<E: codec::bincode::enc::Encoder>(&self, e: &mut E) -> Result<(), codec::bincode::error::EncodeError> {
+        self.version.encode(e)?;
+        self.server.encode(e)?;
+        self.limits.encode(e)?;
+        if self.version >= 2 {
+            self.settings
+                .clone()
+                .unwrap_or(Settings {
+                    default_idle_secs: 0,
+                    max_lifetime_secs: 0,
+                    touch_granularity_secs: 0,
+                    max_user_agent: 0,
+                    max_sessions_per_user: 0,
+                    max_list_page: 0,
+                })
+                .encode(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl<Context> Decode<Context> for HelloOk {
+    fn decode<D: codec::bincode::de::Decoder<Context = Context>>(
+        d: &mut D,
+    ) -> Result<Self, codec::bincode::error::DecodeError> {
+        let version = u16::decode(d)?;
+        let server = String::decode(d)?;
+        let limits = Limits::decode(d)?;
+        let settings = if version >= 2 { Some(Settings::decode(d)?) } else { None };
+        Ok(Self { version, server, limits, settings })
+    }
+}
+
+codec::bincode::impl_borrow_decode!(HelloOk);
 
 wire_struct! {
     /// Who a session belongs to and where it comes from.
@@ -157,6 +225,51 @@ wire_struct! {
         pub fields: Vec<Field>,
         pub expiry: Expiry,
         pub meta: Meta,
+    }
+}
+
+wire_struct! {
+    /// CREATE with a key the caller proposes, for frameworks that draw
+    /// their own session ids. The key is base64url without padding, of 16
+    /// to 64 bytes (at least 128 bits); it is created only if no session has
+    /// it, and a collision is KEY_EXISTS (draw another). Nothing else makes
+    /// a session: a key nobody created is never adopted.
+    pub struct CreateAs {
+        pub key: String,
+        pub fields: Vec<Field>,
+        pub expiry: Expiry,
+        pub meta: Meta,
+    }
+}
+
+/// What a WRITE does to the session's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[bincode(crate = "crate::codec::bincode")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Owner {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Make this user the owner (a login that keeps its key).
+    Set(String),
+    /// The session belongs to nobody (a logout that keeps the session).
+    Clear,
+}
+
+wire_struct! {
+    /// PATCH or REPLACE, with a new expiry policy and a change of owner,
+    /// all in one atomic write: a framework's save in one round trip.
+    pub struct Write {
+        pub key: String,
+        /// Fields to set; with `replace`, the whole new data.
+        pub set: Vec<Field>,
+        /// Fields to remove; must be empty with `replace`.
+        pub remove: Vec<String>,
+        pub replace: bool,
+        pub expected_version: Option<u64>,
+        /// A new policy, applied as SET_EXPIRY would.
+        pub expiry: Option<Expiry>,
+        pub owner: Owner,
     }
 }
 
@@ -226,6 +339,26 @@ wire_struct! {
         pub user_agent: Option<String>,
         /// Present when the daemon has a GeoIP database and the IP is in it.
         pub location: Option<Location>,
+    }
+}
+
+wire_struct! {
+    /// One page of a user's sessions, most recently active first.
+    pub struct ListUserPage {
+        pub user: String,
+        /// Most sessions to return; 0, or more than the daemon's
+        /// `max_list_page`, for that many.
+        pub limit: u32,
+        /// The `next` of the previous page; `None` for the first.
+        pub after: Option<String>,
+    }
+}
+
+wire_struct! {
+    pub struct UserPage {
+        pub sessions: Vec<SessionInfo>,
+        /// Where the next page starts; `None` after the last page.
+        pub next: Option<String>,
     }
 }
 
@@ -635,7 +768,10 @@ message_enum! {
         Cycle(Cycle) = op::CYCLE, "CYCLE";
         SetExpiry(SetExpiry) = op::SET_EXPIRY, "SET_EXPIRY";
         SetMeta(SetMeta) = op::SET_META, "SET_META";
+        CreateAs(CreateAs) = op::CREATE_AS, "CREATE_AS";
+        Write(Write) = op::WRITE, "WRITE";
         ListUser(ListUser) = op::LIST_USER, "LIST_USER";
+        ListUserPage(ListUserPage) = op::LIST_USER_PAGE, "LIST_USER_PAGE";
         Revoke(Revoke) = op::REVOKE, "REVOKE";
         RevokeUser(RevokeUser) = op::REVOKE_USER, "REVOKE_USER";
         IssueTransfer(IssueTransfer) = op::ISSUE_TRANSFER, "ISSUE_TRANSFER";
@@ -665,7 +801,10 @@ message_enum! {
         Cycled(Created) = op::CYCLED, "CYCLED";
         ExpirySet(Written) = op::EXPIRY_SET, "EXPIRY_SET";
         MetaSet(Written) = op::META_SET, "META_SET";
+        CreatedAs(Created) = op::CREATED_AS, "CREATED_AS";
+        Written(Written) = op::WRITTEN, "WRITTEN";
         UserSessions(UserSessions) = op::USER_SESSIONS, "USER_SESSIONS";
+        UserPage(UserPage) = op::USER_PAGE, "USER_PAGE";
         Revoked(RevokedOk) = op::REVOKED, "REVOKED";
         UserRevoked(RevokedOk) = op::USER_REVOKED, "USER_REVOKED";
         TransferIssued(TransferIssued) = op::TRANSFER_ISSUED, "TRANSFER_ISSUED";

@@ -20,7 +20,8 @@ for every answer: attribute updates on a cursor cost more than the work.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import ProtocolError
@@ -246,9 +247,51 @@ class Struct:
         return self.cls(*values), pos
 
 
-def field(codec: Codec | type) -> Any:
+class Enumeration:
+    """An enumeration whose variants carry at most one value: the variant
+    index as a varint u32, then that value, if the variant has one.
+
+    ``kinds`` is the ``IntEnum`` of the variant indexes and ``values`` the
+    codec of each variant that carries a value. Values of ``cls`` have the
+    variant in ``kind`` and its value in the attribute ``attr``, and are
+    built as ``cls(kind)`` or ``cls(kind, value)``: one codec serves every
+    such type (``Expiry``, ``Owner``) rather than one hand-written each.
+    """
+
+    __slots__ = ("cls", "kinds", "values", "attr")
+
+    def __init__(
+        self, cls: type[Any], kinds: type[enum.IntEnum], values: Mapping[enum.IntEnum, Codec | type], attr: str
+    ) -> None:
+        self.cls: type[Any] = cls
+        self.kinds = kinds
+        self.values = {kind: as_codec(codec) for kind, codec in values.items()}
+        self.attr = attr
+
+    def encode(self, out: bytearray, value: Any) -> None:
+        if type(value) is not self.cls:
+            raise TypeError(f"expected {self.cls.__name__}, got {type(value).__name__}")
+        U32.encode(out, int(value.kind))
+        codec = self.values.get(value.kind)
+        if codec is not None:
+            codec.encode(out, getattr(value, self.attr))
+
+    def decode(self, data: bytes, pos: int) -> tuple[Any, int]:
+        index, pos = U32.decode(data, pos)
+        try:
+            kind = self.kinds(index)
+        except ValueError:
+            raise ProtocolError(f"{index} is not a {self.cls.__name__} variant") from None
+        codec = self.values.get(kind)
+        if codec is None:
+            return self.cls(kind), pos
+        value, pos = codec.decode(data, pos)
+        return self.cls(kind, value), pos
+
+
+def field(codec: Codec | type, default: Any = dataclasses.MISSING) -> Any:
     """Declares a :func:`wire_struct` field and the codec of its bytes."""
-    return dataclasses.field(metadata={"codec": as_codec(codec)})
+    return dataclasses.field(default=default, metadata={"codec": as_codec(codec)})
 
 
 T = TypeVar("T")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+from typing import ClassVar
 
-from ..errors import ProtocolError
-from .codec import BOOL, BYTES, STRING, U16, U32, U64, List, Option, field, wire_struct
+from .codec import BOOL, BYTES, STRING, U16, U32, U64, Enumeration, List, Option, as_codec, field, wire_struct
 
 __all__ = [
     "Counter",
     "Create",
+    "CreateAs",
     "Created",
     "Cycle",
     "DeletedOk",
@@ -35,8 +36,11 @@ __all__ = [
     "KeysRotated",
     "Limits",
     "ListUser",
+    "ListUserPage",
     "Location",
     "Meta",
+    "Owner",
+    "OwnerKind",
     "Patch",
     "RedeemTransfer",
     "Redeemed",
@@ -51,11 +55,14 @@ __all__ = [
     "SessionInfo",
     "SetExpiry",
     "SetMeta",
+    "Settings",
     "StatsOk",
     "SweptOk",
     "TransferIssued",
     "Unsealed",
+    "UserPage",
     "UserSessions",
+    "Write",
     "Written",
 ]
 
@@ -71,32 +78,6 @@ class ExpiryKind(enum.IntEnum):
     BROWSER_CLOSE = 3
 
 
-class _ExpiryCodec:
-    """The ``Expiry`` enum: a u32 variant index, then the variant's one field, if any."""
-
-    _VALUE = {ExpiryKind.IDLE: U32, ExpiryKind.AT: U64}
-
-    def encode(self, out: bytearray, value: Expiry) -> None:
-        if type(value) is not Expiry:
-            raise TypeError(f"expected Expiry, got {type(value).__name__}")
-        U32.encode(out, value.kind)
-        codec = self._VALUE.get(value.kind)
-        if codec is not None:
-            codec.encode(out, value.value)
-
-    def decode(self, data: bytes, pos: int) -> tuple[Expiry, int]:
-        index, pos = U32.decode(data, pos)
-        try:
-            kind = ExpiryKind(index)
-        except ValueError:
-            raise ProtocolError(f"{index} is not an Expiry variant") from None
-        codec = self._VALUE.get(kind)
-        if codec is None:
-            return Expiry(kind), pos
-        value, pos = codec.decode(data, pos)
-        return Expiry(kind, value), pos
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Expiry:
     """How a session expires, in Django's terms.
@@ -110,7 +91,7 @@ class Expiry:
     kind: ExpiryKind
     value: int = 0
 
-    CODEC = _ExpiryCodec()
+    CODEC: ClassVar[Enumeration]
 
     def __post_init__(self) -> None:
         limit = {ExpiryKind.IDLE: 1 << 32, ExpiryKind.AT: 1 << 64}.get(self.kind, 1)
@@ -158,6 +139,54 @@ class Expiry:
         if isinstance(value, int) and not isinstance(value, bool):
             return cls.browser_close() if value == 0 else cls.idle(value)
         raise TypeError(f"set_expiry takes None, an int, a datetime or a timedelta, not {type(value).__name__}")
+
+
+Expiry.CODEC = Enumeration(Expiry, ExpiryKind, {ExpiryKind.IDLE: U32, ExpiryKind.AT: U64}, "value")
+
+
+class OwnerKind(enum.IntEnum):
+    """What a WRITE does to the session's owner; values are the wire's variant indexes."""
+
+    KEEP = 0
+    SET = 1
+    CLEAR = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Owner:
+    """What a WRITE does to the session's owner: :meth:`keep` it, :meth:`set`
+    it (a login that keeps its key) or :meth:`clear` it (a logout that keeps
+    the session). ``user`` is the new owner for ``SET``, else ``None``."""
+
+    kind: OwnerKind
+    user: str | None = None
+
+    CODEC: ClassVar[Enumeration]
+
+    def __post_init__(self) -> None:
+        if self.kind is OwnerKind.SET:
+            if not isinstance(self.user, str):
+                raise TypeError(f"Owner.set takes a user id as str, not {type(self.user).__name__}")
+        elif self.user is not None:
+            raise ValueError(f"{self.kind.name} takes no user")
+
+    @classmethod
+    def keep(cls) -> Owner:
+        """Leave the owner as it is."""
+        return cls(OwnerKind.KEEP)
+
+    @classmethod
+    def set(cls, user: str) -> Owner:
+        """Make ``user`` (an opaque id of 1 to 256 bytes) the owner; the per-user limit applies."""
+        return cls(OwnerKind.SET, user)
+
+    @classmethod
+    def clear(cls) -> Owner:
+        """The session belongs to nobody."""
+        return cls(OwnerKind.CLEAR)
+
+
+Owner.CODEC = Enumeration(Owner, OwnerKind, {OwnerKind.SET: STRING}, "user")
 
 
 @wire_struct
@@ -224,10 +253,72 @@ class Hello:
 
 
 @wire_struct
+class Settings:
+    """The daemon's expiry and listing settings, from HELLO_OK in version 2:
+    what a client needs to agree with the daemon on a session's life."""
+
+    #: Idle age of the ``Default`` and ``BrowserClose`` policies.
+    default_idle_secs: int = field(U32)
+    #: Cap on any session's life from its creation; 0 for none.
+    max_lifetime_secs: int = field(U64)
+    #: Touches reach the disk once they move an expiry this far.
+    touch_granularity_secs: int = field(U32)
+    #: User agents are cut to this many bytes.
+    max_user_agent: int = field(U32)
+    #: Most live sessions of one user; 0 for no limit.
+    max_sessions_per_user: int = field(U32)
+    #: Most sessions in one LIST_USER_PAGE answer.
+    max_list_page: int = field(U32)
+
+
+#: The first protocol version whose HELLO_OK carries :class:`Settings`.
+SETTINGS_SINCE = 2
+
+_LIMITS = as_codec(Limits)
+_SETTINGS = as_codec(Settings)
+
+
+class _HelloOkCodec:
+    """HELLO_OK's body depends on the version it carries: ``settings``
+    follow the limits from version 2 on, and only then. The version comes
+    first, so each side reads exactly the body of that version."""
+
+    def encode(self, out: bytearray, value: HelloOk) -> None:
+        if type(value) is not HelloOk:
+            raise TypeError(f"expected HelloOk, got {type(value).__name__}")
+        if (value.version >= SETTINGS_SINCE) != (value.settings is not None):
+            raise ValueError(f"HELLO_OK carries settings from version {SETTINGS_SINCE} on, and only then")
+        U16.encode(out, value.version)
+        STRING.encode(out, value.server)
+        _LIMITS.encode(out, value.limits)
+        if value.settings is not None:
+            _SETTINGS.encode(out, value.settings)
+
+    def decode(self, data: bytes, pos: int) -> tuple[HelloOk, int]:
+        version, pos = U16.decode(data, pos)
+        server, pos = STRING.decode(data, pos)
+        limits, pos = _LIMITS.decode(data, pos)
+        settings = None
+        if version >= SETTINGS_SINCE:
+            settings, pos = _SETTINGS.decode(data, pos)
+        return HelloOk(version, server, limits, settings), pos
+
+
+@dataclasses.dataclass(slots=True)
 class HelloOk:
+    """The answer to HELLO: the version asked for, the daemon's version
+    string and limits and, from version 2, its settings (``None`` before).
+
+    Not a :func:`wire_struct`, whose fields are always all there; each field
+    still names its codec, as the document's type table lists it.
+    """
+
     version: int = field(U16)
     server: str = field(STRING)
     limits: Limits = field(Limits)
+    settings: Settings | None = field(Settings, default=None)
+
+    CODEC: ClassVar[_HelloOkCodec] = _HelloOkCodec()
 
 
 @wire_struct
@@ -258,8 +349,19 @@ class Create:
 
 
 @wire_struct
+class CreateAs:
+    """CREATE under a key the caller proposes (version 2), for frameworks
+    that draw their own session ids: 16 to 64 bytes of canonical base64url."""
+
+    key: str = field(STRING)
+    fields: list[Field] = field(_FIELDS)
+    expiry: Expiry = field(Expiry)
+    meta: Meta = field(Meta)
+
+
+@wire_struct
 class Created:
-    """A new key (CREATE, CYCLE) and the session's public handle."""
+    """A new key (CREATE, CYCLE) or the proposed one (CREATE_AS), and the session's public handle."""
 
     key: str = field(STRING)
     handle: str = field(STRING)
@@ -325,6 +427,24 @@ class Patch:
 
 
 @wire_struct
+class Write:
+    """PATCH, or REPLACE with ``replace``, then a new expiry policy and a
+    change of owner, in one atomic write (version 2): a framework's save in
+    one round trip."""
+
+    key: str = field(STRING)
+    #: Fields to set; with ``replace``, the whole new data.
+    set: list[Field] = field(_FIELDS)
+    #: Fields to remove; must be empty with ``replace``.
+    remove: list[str] = field(List(STRING))
+    replace: bool = field(BOOL)
+    expected_version: int | None = field(Option(U64))
+    #: A new policy, applied as SET_EXPIRY would; ``None`` keeps the policy.
+    expiry: Expiry | None = field(Option(Expiry))
+    owner: Owner = field(Owner)
+
+
+@wire_struct
 class Written:
     """The session's version and expiry after a write."""
 
@@ -363,6 +483,26 @@ class ListUser:
 @wire_struct
 class UserSessions:
     sessions: list[SessionInfo] = field(List(SessionInfo))
+
+
+@wire_struct
+class ListUserPage:
+    """One page of a user's sessions (version 2)."""
+
+    user: str = field(STRING)
+    #: Most sessions to return; 0, or more than ``Settings.max_list_page``, for that many.
+    limit: int = field(U32)
+    #: The ``next`` of the page before; ``None`` for the first page.
+    after: str | None = field(_OPT_STRING)
+
+
+@wire_struct
+class UserPage:
+    """A page of a user's sessions, most recently active first."""
+
+    sessions: list[SessionInfo] = field(List(SessionInfo))
+    #: The cursor of the next page; ``None`` after the last one.
+    next: str | None = field(_OPT_STRING)
 
 
 @wire_struct

@@ -31,9 +31,12 @@ class Opcode(enum.IntEnum):
     CYCLE = 0x17
     SET_EXPIRY = 0x18
     SET_META = 0x19
+    CREATE_AS = 0x1A
+    WRITE = 0x1B
     LIST_USER = 0x20
     REVOKE = 0x21
     REVOKE_USER = 0x22
+    LIST_USER_PAGE = 0x23
     ISSUE_TRANSFER = 0x30
     REDEEM_TRANSFER = 0x31
     SEAL = 0x32
@@ -56,9 +59,12 @@ class Opcode(enum.IntEnum):
     CYCLED = REPLY | CYCLE
     EXPIRY_SET = REPLY | SET_EXPIRY
     META_SET = REPLY | SET_META
+    CREATED_AS = REPLY | CREATE_AS
+    WRITTEN = REPLY | WRITE
     USER_SESSIONS = REPLY | LIST_USER
     REVOKED = REPLY | REVOKE
     USER_REVOKED = REPLY | REVOKE_USER
+    USER_PAGE = REPLY | LIST_USER_PAGE
     TRANSFER_ISSUED = REPLY | ISSUE_TRANSFER
     REDEEMED = REPLY | REDEEM_TRANSFER
     SEALED = REPLY | SEAL
@@ -83,9 +89,12 @@ BODY: dict[Opcode, type] = {
     Opcode.CYCLE: m.Cycle,
     Opcode.SET_EXPIRY: m.SetExpiry,
     Opcode.SET_META: m.SetMeta,
+    Opcode.CREATE_AS: m.CreateAs,
+    Opcode.WRITE: m.Write,
     Opcode.LIST_USER: m.ListUser,
     Opcode.REVOKE: m.Revoke,
     Opcode.REVOKE_USER: m.RevokeUser,
+    Opcode.LIST_USER_PAGE: m.ListUserPage,
     Opcode.ISSUE_TRANSFER: m.IssueTransfer,
     Opcode.REDEEM_TRANSFER: m.RedeemTransfer,
     Opcode.SEAL: m.Seal,
@@ -107,9 +116,12 @@ BODY: dict[Opcode, type] = {
     Opcode.CYCLED: m.Created,
     Opcode.EXPIRY_SET: m.Written,
     Opcode.META_SET: m.Written,
+    Opcode.CREATED_AS: m.Created,
+    Opcode.WRITTEN: m.Written,
     Opcode.USER_SESSIONS: m.UserSessions,
     Opcode.REVOKED: m.RevokedOk,
     Opcode.USER_REVOKED: m.RevokedOk,
+    Opcode.USER_PAGE: m.UserPage,
     Opcode.TRANSFER_ISSUED: m.TransferIssued,
     Opcode.REDEEMED: m.Redeemed,
     Opcode.SEALED: m.Sealed,

@@ -15,7 +15,10 @@ use sessiond_protocol::{
     Create, ErrorCode, ExistsOk, Field, Get, Hello, HelloOk, KeyOnly, Limits, PROTOCOL_VERSION, PackedFields, Patch,
     Replace, Request, Response, SessionBodyRef, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
-use sessiond_protocol::{Cycle, ListUser, Revoke, RevokeUser, SetMeta, UserSessions};
+use sessiond_protocol::{
+    CreateAs, Cycle, ListUser, ListUserPage, MIN_PROTOCOL_VERSION, Owner, Revoke, RevokeUser, SetMeta, Settings,
+    UserPage, UserSessions, Write,
+};
 
 use crate::aliases::AliasIndex;
 use crate::cache::Cache;
@@ -30,7 +33,7 @@ use crate::store::{Store, StoreError};
 use crate::sweeper::SweepQueue;
 use crate::tokens::Tokens;
 use crate::ttl::TtlIndex;
-use crate::writer::{Job, Meta, Op, SubmitError, WriterQueue};
+use crate::writer::{Job, Meta, Op, SubmitError, WriteOp, WriterQueue};
 
 /// What became of a request.
 #[derive(Debug)]
@@ -60,6 +63,8 @@ pub struct Service {
     pub(crate) geoip: Option<GeoIp>,
     pub(crate) tokens: Arc<Tokens>,
     pub(crate) aliases: Arc<AliasIndex>,
+    /// Announced in HELLO_OK from protocol version 2.
+    pub(crate) settings: Settings,
     pub(crate) owners: Arc<OwnerIndex>,
 }
 
@@ -166,12 +171,16 @@ impl Service {
             Request::Create(Create { fields, expiry, meta }) => Routed::Write(Op::Create {
                 fields: PackedFields::new(&self.check_fields(fields)?),
                 expiry,
-                meta: Meta {
-                    user: meta.user.map(|u| check_user(&u).map(|()| u)).transpose()?,
-                    ip: meta.ip.as_deref().map(parse_ip).transpose()?,
-                    user_agent: meta.user_agent.as_deref().map(|ua| self.truncate_ua(ua).to_owned()),
-                },
+                meta: self.check_meta(meta)?,
+                proposed: None,
             }),
+            Request::CreateAs(CreateAs { key, fields, expiry, meta }) => Routed::Write(Op::Create {
+                fields: PackedFields::new(&self.check_fields(fields)?),
+                expiry,
+                meta: self.check_meta(meta)?,
+                proposed: Some((key.clone(), parse_key(&key)?)),
+            }),
+            Request::Write(write) => Routed::Write(self.check_write(write)?),
             Request::Replace(Replace { key, fields, expected_version }) => Routed::Write(Op::Replace {
                 key: parse_key(&key)?,
                 fields: PackedFields::new(&self.check_fields(fields)?),
@@ -190,7 +199,11 @@ impl Service {
             }),
             Request::ListUser(ListUser { user }) => {
                 check_user(&user)?;
-                Routed::Now(Response::UserSessions(self.list_user(&user)?))
+                Routed::Now(Response::UserSessions(UserSessions { sessions: self.list_user(&user)? }))
+            }
+            Request::ListUserPage(ListUserPage { user, limit, after }) => {
+                check_user(&user)?;
+                Routed::Now(Response::UserPage(self.list_user_page(&user, limit, after.as_deref())?))
             }
             Request::Revoke(Revoke { handle }) => Routed::Write(Op::Revoke { handle: parse_handle(&handle)? }),
             Request::RevokeUser(RevokeUser { user, keep }) => {
@@ -217,16 +230,21 @@ impl Service {
     }
 
     fn hello(&self, hello: &Hello) -> Result<Response, Reject> {
-        if hello.version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
             return Err(reject(
                 ErrorCode::Unsupported,
-                format!("protocol version {} is not supported; this daemon speaks {PROTOCOL_VERSION}", hello.version),
+                format!(
+                    "protocol version {} is not supported; this daemon speaks {MIN_PROTOCOL_VERSION} to \
+                     {PROTOCOL_VERSION}",
+                    hello.version
+                ),
             ));
         }
         Ok(Response::Hello(HelloOk {
-            version: PROTOCOL_VERSION,
+            version: hello.version,
             server: format!("sessiond {}", env!("CARGO_PKG_VERSION")),
             limits: self.wire_limits(),
+            settings: (hello.version >= 2).then(|| self.settings.clone()),
         }))
     }
 
@@ -290,7 +308,7 @@ impl Service {
     /// A user's live sessions, most recently active first. Reads what the
     /// writer published (the owner index, the TTL index, the cache), so a
     /// listing of cached sessions touches no disk on the network thread.
-    fn list_user(&self, user: &str) -> Result<UserSessions, Reject> {
+    fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>, Reject> {
         let keys = self.owners.keys(user);
         let now = self.clock.now_ms();
         let mut sessions = Vec::with_capacity(keys.len());
@@ -307,8 +325,35 @@ impl Service {
                 user_agent: record.user_agent.clone(),
             });
         }
-        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_active_ms));
-        Ok(UserSessions { sessions })
+        sessions.sort_by(|a, b| b.last_active_ms.cmp(&a.last_active_ms).then_with(|| a.handle.cmp(&b.handle)));
+        Ok(sessions)
+    }
+
+    /// One page of [`Service::list_user`]'s order. The cursor is the last
+    /// activity and handle of the page's last session, so a page starts
+    /// right after it whatever was added or removed before it.
+    fn list_user_page(&self, user: &str, limit: u32, after: Option<&str>) -> Result<UserPage, Reject> {
+        let max = self.settings.max_list_page;
+        let limit = if limit == 0 || limit > max { max } else { limit } as usize;
+        let after = after
+            .map(|cursor| {
+                let (active, handle) = cursor.split_once('.')?;
+                Some((active.parse::<u64>().ok()?, handle.to_owned()))
+            })
+            .map(|parsed| parsed.ok_or_else(|| reject(ErrorCode::BadRequest, "not a cursor this daemon gave")))
+            .transpose()?;
+        let mut sessions = self.list_user(user)?;
+        if let Some((active, handle)) = after {
+            // Sessions sort by activity, latest first, then by handle.
+            let start = sessions.partition_point(|s| {
+                (std::cmp::Reverse(s.last_active_ms), s.handle.as_str()) <= (std::cmp::Reverse(active), handle.as_str())
+            });
+            sessions.drain(..start);
+        }
+        let next = (sessions.len() > limit)
+            .then(|| format!("{}.{}", sessions[limit - 1].last_active_ms, sessions[limit - 1].handle));
+        sessions.truncate(limit);
+        Ok(UserPage { sessions, next })
     }
 
     /// The user agent as stored: at most `max_user_agent` bytes, cut at a
@@ -360,8 +405,34 @@ impl Service {
     }
 
     fn check_patch(&self, patch: Patch) -> Result<Op, Reject> {
-        let Patch { key, set, mut remove, expected_version } = patch;
-        let key = parse_key(&key)?;
+        let Patch { key, set, remove, expected_version } = patch;
+        let (set, remove) = self.check_changes(set, remove)?;
+        Ok(Op::Patch { key: parse_key(&key)?, set, remove, expected_version })
+    }
+
+    fn check_write(&self, write: Write) -> Result<Op, Reject> {
+        let Write { key, set, remove, replace, expected_version, expiry, owner } = write;
+        if replace && !remove.is_empty() {
+            return Err(reject(ErrorCode::BadRequest, "a WRITE that replaces the data removes nothing"));
+        }
+        if let Owner::Set(user) = &owner {
+            check_user(user)?;
+        }
+        let (set, remove) = self.check_changes(set, remove)?;
+        Ok(Op::Write(Box::new(WriteOp {
+            key: parse_key(&key)?,
+            set,
+            remove,
+            replace,
+            expected_version,
+            expiry,
+            owner,
+        })))
+    }
+
+    /// Fields to set, sorted and checked, and names to remove, sorted,
+    /// unique and not among those set.
+    fn check_changes(&self, set: Vec<Field>, mut remove: Vec<String>) -> Result<(Vec<Field>, Vec<String>), Reject> {
         let set = self.check_fields(set)?;
         if remove.len() > self.limits.max_fields as usize {
             return Err(reject(ErrorCode::TooLarge, "too many fields to remove"));
@@ -374,7 +445,15 @@ impl Service {
                 return Err(reject(ErrorCode::BadRequest, format!("field {name:?} is both set and removed")));
             }
         }
-        Ok(Op::Patch { key, set, remove, expected_version })
+        Ok((set, remove))
+    }
+
+    fn check_meta(&self, meta: sessiond_protocol::Meta) -> Result<Meta, Reject> {
+        Ok(Meta {
+            user: meta.user.map(|u| check_user(&u).map(|()| u)).transpose()?,
+            ip: meta.ip.as_deref().map(parse_ip).transpose()?,
+            user_agent: meta.user_agent.as_deref().map(|ua| self.truncate_ua(ua).to_owned()),
+        })
     }
 }
 
@@ -441,7 +520,7 @@ fn parse_handle(text: &str) -> Result<SessionHandle, Reject> {
 /// The id of the session key a client sent: the only form of it the rest
 /// of the daemon sees (see `keys.rs`).
 fn parse_key(text: &str) -> Result<SessionKey, Reject> {
-    SessionKey::parse(text).map(|key| crate::keys::id_of(&key)).map_err(|e| reject(ErrorCode::BadKey, e.to_string()))
+    crate::keys::id_of_text(text).map_err(|e| reject(ErrorCode::BadKey, e))
 }
 
 fn not_found() -> Reject {

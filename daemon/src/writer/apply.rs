@@ -3,13 +3,14 @@
 //! limit), then the change. Answers are built here and sent after commit.
 
 use sessiond_protocol::{
-    Created, DeletedOk, ErrorCode, Redeemed, Response, RevokedOk, SessionHandle, SessionKey, SweptOk, Written,
+    Created, DeletedOk, ErrorCode, Owner, PackedFields, Redeemed, Response, RevokedOk, SessionHandle, SessionKey,
+    SweptOk, Written,
 };
 
 use super::batch::Batch;
-use super::{Op, WriterConfig};
+use super::{Op, WriteOp, WriterConfig};
 use crate::config::LimitPolicy;
-use crate::record::Record;
+use crate::record::{Record, data_bytes};
 use crate::stats::Stats;
 use crate::store::StoreError;
 use crate::tokens::Reject;
@@ -24,9 +25,9 @@ fn conflict(expected: u64, found: u64) -> Response {
     Response::error(ErrorCode::VersionConflict, format!("expected version {expected}, found {found}"))
 }
 
-fn created(key: SessionKey, record: &Record) -> sessiond_protocol::Created {
+fn created(key: String, record: &Record) -> sessiond_protocol::Created {
     Created {
-        key: key.encode(),
+        key,
         handle: SessionHandle::from_bytes(record.handle).encode(),
         version: record.version,
         expires_at_ms: record.expires_at_ms,
@@ -57,11 +58,24 @@ impl Applier<'_> {
         let now = batch.now;
         let rules = self.config.rules;
         match op {
-            Op::Create { fields, expiry, meta } => {
+            Op::Create { fields, expiry, meta, proposed } => {
+                if let Some((_, id)) = proposed {
+                    // Taken by a live or an expired session, or an alias:
+                    // never merged, never adopted.
+                    if batch.taken(*id)? {
+                        return Ok(Response::error(ErrorCode::KeyExists, "a session has this key; propose another"));
+                    }
+                }
                 if let Some(user) = &meta.user {
                     or_answer!(self.make_room(batch, user, None));
                 }
-                let (key, id) = or_answer!(batch.fresh_key());
+                let (key, id) = match proposed {
+                    Some((text, id)) => (text.clone(), *id),
+                    None => {
+                        let (key, id) = or_answer!(batch.fresh_key());
+                        (key.encode(), id)
+                    }
+                };
                 let mut record = Record::new(now, *expiry, fields.clone(), rules);
                 record.handle = or_answer!(batch.fresh_handle());
                 record.user.clone_from(&meta.user);
@@ -69,7 +83,7 @@ impl Applier<'_> {
                 record.user_agent.clone_from(&meta.user_agent);
                 let answer = created(key, &record);
                 batch.insert_session(id, record)?;
-                Ok(Response::Created(answer))
+                Ok(if proposed.is_some() { Response::CreatedAs(answer) } else { Response::Created(answer) })
             }
             Op::Replace { key, fields, expected_version } => {
                 let key = batch.resolve(*key)?;
@@ -80,6 +94,10 @@ impl Applier<'_> {
                 let key = batch.resolve(*key)?;
                 let size = |r: &Record| r.patched_size(set, remove);
                 self.modify(batch, key, *expected_version, size, |r| r.patch(set, remove), Response::Patched)
+            }
+            Op::Write(w) => {
+                let key = batch.resolve(w.key)?;
+                self.write(batch, key, w)
             }
             Op::Delete { key } => {
                 // Through any of its keys, logout ends the whole session.
@@ -164,7 +182,7 @@ impl Applier<'_> {
                     self.stats.token_rejected(Reject::Time);
                     return Ok(Response::error(ErrorCode::TokenRejected, "token rejected"));
                 }
-                self.redeem(batch, *nonce, *exp_ms, *source, *current, *always_replace)
+                self.redeem(batch, *nonce, *exp_ms, *source, current.clone(), *always_replace)
             }
             Op::RevokeSealed { sid, until_ms } => {
                 batch.deny(*sid, *until_ms)?;
@@ -202,7 +220,7 @@ impl Applier<'_> {
         let mut record = batch.remove_session(key)?.expect("live session");
         record.user = bind_user.map(str::to_owned).or(owner);
         record.mark_modified(batch.now, self.config.rules);
-        let answer = created(new_key, &record);
+        let answer = created(new_key.encode(), &record);
         batch.insert_session(new_id, record)?;
         Ok(Response::Cycled(answer))
     }
@@ -228,7 +246,7 @@ impl Applier<'_> {
         let slot = batch.slot(primary)?;
         let record = slot.record.as_mut().expect("live above");
         record.mark_modified(now, self.config.rules);
-        Ok(Response::Cycled(created(new_key, record)))
+        Ok(Response::Cycled(created(new_key.encode(), record)))
     }
 
     /// Redeems a transfer token whose envelope and claims the service has
@@ -239,7 +257,7 @@ impl Applier<'_> {
         nonce: [u8; 24],
         exp_ms: u64,
         source: SessionKey,
-        current: Option<(SessionKey, SessionKey)>,
+        current: Option<(SessionKey, String)>,
         always_replace: bool,
     ) -> Applied {
         let rejected = |reason: Reject| {
@@ -264,7 +282,7 @@ impl Applier<'_> {
                     if record.user.is_some() && current_primary != source {
                         tracing::info!("kept an authenticated destination session over a transfer");
                     }
-                    let answer = Redeemed { key: current_raw.encode(), replaced: false };
+                    let answer = Redeemed { key: current_raw, replaced: false };
                     return Ok(Response::Redeemed(answer));
                 }
                 // Replaced: this site's old key ends. If it was an alias,
@@ -348,6 +366,53 @@ impl Applier<'_> {
         record.mark_modified(now, self.config.rules);
         let answer = wrap(written(record));
         slot.dirty = true;
+        Ok(answer)
+    }
+
+    /// WRITE: data, then policy, then owner, in one step; answered with the
+    /// state after all three.
+    fn write(&self, batch: &mut Batch<'_>, key: SessionKey, w: &WriteOp) -> Applied {
+        let WriteOp { set, remove, replace, expected_version, expiry, owner, .. } = w;
+        let (replace, expected_version, expiry) = (*replace, *expected_version, *expiry);
+        let (now, rules) = (batch.now, self.config.rules);
+        let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+        let record = slot.record.as_ref().expect("live slot has a record");
+        if let Some(expected) = expected_version.filter(|v| *v != record.version) {
+            return Ok(conflict(expected, record.version));
+        }
+        let (count, bytes) = if replace { (set.len(), data_bytes(set)) } else { record.patched_size(set, remove) };
+        if let Some(too_large) = self.check_size(count, bytes) {
+            return Ok(too_large);
+        }
+        let new_owner = match owner {
+            Owner::Keep => None,
+            Owner::Set(user) => Some(Some(user.clone())),
+            Owner::Clear => Some(None),
+        }
+        .filter(|new| *new != record.user);
+        if let Some(Some(user)) = &new_owner {
+            or_answer!(self.make_room(batch, user, Some(key)));
+        }
+        let mut record = batch.remove_session(key)?.expect("live above");
+        if replace {
+            record.fields = PackedFields::new(set);
+        } else {
+            record.patch(set, remove);
+        }
+        if let Some(user) = new_owner {
+            record.user = user;
+        }
+        record.mark_modified(now, rules);
+        if let Some(expiry) = expiry {
+            // As SET_EXPIRY: computed afresh, so it may come earlier.
+            record.expiry = expiry;
+            record.expires_at_ms = record.policy_expiry(now, rules);
+        }
+        let answer = Response::Written(written(&record));
+        batch.insert_session(key, record)?;
+        if expiry.is_some() {
+            batch.slot(key)?.expiry_reset = true;
+        }
         Ok(answer)
     }
 

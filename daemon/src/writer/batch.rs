@@ -198,7 +198,7 @@ impl<'t> Batch<'t> {
 
     /// True if `key` names any row, live, expired or written in this batch:
     /// such a key is never handed out again.
-    fn taken(&mut self, key: SessionKey) -> Result<bool, StoreError> {
+    pub fn taken(&mut self, key: SessionKey) -> Result<bool, StoreError> {
         if let Some(slot) = self.slots.get(&key) {
             return Ok(slot.stored.is_some() || slot.record.is_some());
         }

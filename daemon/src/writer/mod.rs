@@ -76,7 +76,12 @@ pub enum Op {
         fields: PackedFields,
         expiry: Expiry,
         meta: Meta,
+        /// CREATE_AS: the key the caller proposed, as sent, and its id.
+        proposed: Option<(String, SessionKey)>,
     },
+    /// PATCH or REPLACE with a new policy and owner, in one write (boxed:
+    /// it is the largest operation, and every queued job is as large as it).
+    Write(Box<WriteOp>),
     Replace {
         key: SessionKey,
         fields: PackedFields,
@@ -123,7 +128,7 @@ pub enum Op {
         source: SessionKey,
         /// The destination's current session: its id, and the key as the
         /// client sent it (answered back if the session is kept).
-        current: Option<(SessionKey, SessionKey)>,
+        current: Option<(SessionKey, String)>,
         always_replace: bool,
     },
     /// Revokes one sealed cookie session until it would have expired.
@@ -168,6 +173,14 @@ impl Op {
                 Op::Create { fields, meta, .. } => {
                     fields.encoded_len() + text(&meta.user) + text(&meta.ip) + text(&meta.user_agent)
                 }
+                Op::Write(w) => {
+                    w.set.iter().map(|f| f.name.len() + f.value.len() + 8).sum::<usize>()
+                        + w.remove.iter().map(|r| r.len() + 8).sum::<usize>()
+                        + match &w.owner {
+                            sessiond_protocol::Owner::Set(user) => user.len(),
+                            _ => 0,
+                        }
+                }
                 Op::Replace { fields, .. } => fields.encoded_len(),
                 Op::Patch { set, remove, .. } => {
                     set.iter().map(|f| f.name.len() + f.value.len() + 8).sum::<usize>()
@@ -187,6 +200,18 @@ impl Op {
                 | Op::Checkpoint => 0,
             }
     }
+}
+
+/// WRITE's changes; `set` and `remove` are sorted and unique.
+#[derive(Debug)]
+pub struct WriteOp {
+    pub key: SessionKey,
+    pub set: Vec<Field>,
+    pub remove: Vec<String>,
+    pub replace: bool,
+    pub expected_version: Option<u64>,
+    pub expiry: Option<Expiry>,
+    pub owner: sessiond_protocol::Owner,
 }
 
 /// Owner and origin of a new session, already validated (IP canonical, user
@@ -235,6 +260,9 @@ pub struct Published {
     pub owners: Arc<OwnerIndex>,
 }
 
+// Shutdown is sent once; every other message is a job, so boxing them
+// would cost an allocation per write for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Job(Job),
     Shutdown,
