@@ -20,6 +20,7 @@ MODULES = [
     "tests_django.test_store",
     "tests_django.test_users",
     "tests_django.test_sealed",
+    "tests_django.test_shared",
 ]
 
 

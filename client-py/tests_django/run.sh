@@ -57,12 +57,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Sweeps only when asked, so that the tests can see what clearsessions does;
-# reseals sealed cookies after a second, so that they can see a reseal.
+# reseals sealed cookies after a second, so that they can see a reseal;
+# shares sessions between the sites of test_shared (settings.py's
+# SESSIOND_SHARED_SITES).
 cat >"$tmp/sessiond.toml" <<'EOF'
 [expiry]
 sweep_interval_ms = 3600000
 [cookies]
 reseal_after_secs = 1
+[transfer]
+sites = ["a.test", "b.test", "c.test"]
 EOF
 RUST_LOG=${SESSIOND_TEST_LOG:-warn} "$bin" --data-dir "$tmp/d" --threads 2 --config "$tmp/sessiond.toml" \
     >"$tmp/stdout" 2>"$tmp/log" &

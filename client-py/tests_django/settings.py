@@ -24,3 +24,13 @@ SESSION_ENGINE = "sessiond.django.backend"
 SESSIOND_SOCKET = os.environ["SESSIOND_SOCKET"]
 SESSIOND_TIMEOUT = 10.0
 SESSIOND_COOKIE_HOST = "testserver"
+
+# test_shared: three sites sharing sessions (run.sh gives the daemon the same list).
+ALLOWED_HOSTS = ["a.test", "b.test", "c.test"]
+SESSIOND_SHARED_SITES = ["a.test", "b.test", "c.test"]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]

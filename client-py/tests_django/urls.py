@@ -2,7 +2,8 @@
 
 from django.contrib.auth import alogin, get_user_model, login, logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.template import engines
+from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from sessiond.django import users
@@ -54,7 +55,20 @@ def revoke_others(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(users.revoke_all(request.user, keep=request.session)))  # type: ignore[arg-type]
 
 
+PAGE = engines["django"].from_string(
+    "{% load sessiond_shared %}<head>{% sessiond_shared_session_loader %}</head>"
+    '<a href="{% sessiond_shared_url to next=next %}">on</a>'
+)
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    """A page with the shared-session tags: ?to=HOST&next=PATH for the link."""
+    return HttpResponse(PAGE.render({"to": request.GET.get("to", "b.test"), "next": "/whoami/"}, request))
+
+
 urlpatterns = [
+    path("page/", page),
+    path("shared-session/", include("sessiond.django.urls")),
     path("login/", login_view),
     path("alogin/", alogin_view),
     path("logout/", logout_view),
