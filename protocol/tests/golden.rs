@@ -22,6 +22,16 @@ fn field(name: &str, value: &[u8]) -> Field {
 }
 
 /// Each vector's name in PROTOCOL.md, its request id, and the message.
+fn limits() -> Limits {
+    Limits {
+        max_frame: 1_048_576,
+        max_session_bytes: 524_288,
+        max_fields: 1024,
+        max_field_name: 256,
+        max_inflight: 256,
+    }
+}
+
 fn vectors() -> Vec<(&'static str, u32, Message)> {
     use Message::{Req, Resp};
     vec![
@@ -32,13 +42,7 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
             Resp(Response::Hello(HelloOk {
                 version: 1,
                 server: "sessiond 0.1.0".into(),
-                limits: Limits {
-                    max_frame: 1_048_576,
-                    max_session_bytes: 524_288,
-                    max_fields: 1024,
-                    max_field_name: 256,
-                    max_inflight: 256,
-                },
+                limits: limits(),
                 settings: None,
             })),
         ),
@@ -49,13 +53,7 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
             Resp(Response::Hello(HelloOk {
                 version: 2,
                 server: "sessiond 0.1.0".into(),
-                limits: Limits {
-                    max_frame: 1_048_576,
-                    max_session_bytes: 524_288,
-                    max_fields: 1024,
-                    max_field_name: 256,
-                    max_inflight: 256,
-                },
+                limits: limits(),
                 settings: Some(Settings {
                     default_idle_secs: 1_209_600,
                     max_lifetime_secs: 0,
