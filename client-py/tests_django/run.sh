@@ -9,6 +9,13 @@
 # from there, never copied into the repository), starts the daemon
 # ($SESSIOND_BIN, else target/debug/sessiond) on a temporary directory, and
 # exits non-zero if any test fails. Needs python3 (3.10+) and PyPI.
+#
+# Then, without TEST_IDs, runs Django's suites (SessionTestsMixin for both
+# engines, ClearSessionsCommandTests) again on the newest Django 6.x, in
+# client-py/.cache/venv-django6, made with Python 3.12 or newer
+# ($PYTHON_DJANGO6, else python3.14/3.13/3.12 from PATH, or pyenv's);
+# skipped with a message when there is none. Its Django is upgraded to the
+# newest 6.x at most once a day (from PyPI; offline, the one installed is kept).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,15 +32,69 @@ fi
 if ! "$venv/bin/python" -c 'import django, sys; sys.exit(django.VERSION[:2] != (5, 2))' 2>/dev/null; then
     "$venv/bin/pip" install --quiet "Django==5.2.*"
 fi
-version=$("$venv/bin/python" -c 'import django; print(django.get_version())')
 
-# Django's own tests, from the sdist of the installed version.
-sdist=$cache/sdist/django-$version
-if [[ ! -d $sdist/tests/sessions_tests ]]; then
-    mkdir -p "$cache/sdist"
-    "$venv/bin/pip" download --quiet --no-deps --no-binary :all: --dest "$cache/sdist" "Django==$version"
-    archive=$(ls "$cache/sdist"/[dD]jango-"$version".tar.gz)
-    tar -xzf "$archive" -C "$cache/sdist" "django-$version/tests/sessions_tests"
+# Django's own tests, from the sdist of the version installed in venv $1:
+# prints the directory holding them.
+django_tests() {
+    local venv=$1 version archive sdist
+    version=$("$venv/bin/python" -c 'import django; print(django.get_version())')
+    sdist=$cache/sdist/django-$version
+    if [[ ! -d $sdist/tests/sessions_tests ]]; then
+        mkdir -p "$cache/sdist"
+        "$venv/bin/pip" download --quiet --no-deps --no-binary :all: --dest "$cache/sdist" "Django==$version" >&2
+        archive=$(ls "$cache/sdist"/[dD]jango-"$version".tar.gz)
+        tar -xzf "$archive" -C "$cache/sdist" "django-$version/tests/sessions_tests"
+    fi
+    echo "$sdist/tests"
+}
+tests=$(django_tests "$venv")
+
+# A Python 3.12 or newer (Django 6's minimum), or nothing.
+is_312() { [[ -x $1 ]] && "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; }
+python_312() {
+    local name found version
+    for name in ${PYTHON_DJANGO6:-} python3.14 python3.13 python3.12; do
+        found=$(command -v "$name" 2>/dev/null) || continue
+        is_312 "$found" && { echo "$found"; return; }
+        # A pyenv shim of a version that is installed but not selected.
+        if command -v pyenv >/dev/null; then
+            for version in $(pyenv whence "$name" 2>/dev/null); do
+                found=$(pyenv root)/versions/$version/bin/$name
+                is_312 "$found" && { echo "$found"; return; }
+            done
+        fi
+    done
+    return 1
+}
+
+# The Django 6.x venv, made or refreshed; fails if it cannot be had.
+venv6=$cache/venv-django6
+django6_venv() {
+    local python
+    if ! is_312 "$venv6/bin/python"; then
+        python=$(python_312) || { echo "no Python 3.12+ (python3.12 on PATH, or \$PYTHON_DJANGO6)"; return 1; }
+        rm -rf "$venv6"
+        "$python" -m venv "$venv6" || return 1
+    fi
+    local stamp=$venv6/.django-checked
+    if [[ -z $(find "$stamp" -mmin -1440 2>/dev/null) ]] || ! "$venv6/bin/python" -c 'import django, sys; sys.exit(django.VERSION[0] != 6)' 2>/dev/null; then
+        if "$venv6/bin/pip" install --quiet --disable-pip-version-check --upgrade "Django>=6,<7" >&2; then
+            touch "$stamp"
+        fi
+    fi
+    "$venv6/bin/python" -c 'import django, sys; sys.exit(django.VERSION[0] != 6)' 2>/dev/null \
+        || { echo "could not install Django 6.x into $venv6"; return 1; }
+}
+django6=
+django6_skipped=
+if [[ $# -eq 0 ]]; then
+    if why=$(django6_venv); then
+        tests6=$(django_tests "$venv6")
+        django6=$("$venv6/bin/python" -c 'import django; print(django.get_version())')
+    else
+        django6_skipped=$why
+        echo "run.sh: Django 6.x skipped: $why" >&2
+    fi
 fi
 
 # The daemon may be mid-rebuild: wait up to 60 s for its binary.
@@ -84,7 +145,18 @@ grep -q '^sessiond ready' "$tmp/stdout" || { echo "run.sh: sessiond did not beco
 
 cd "$client_py"
 status=0
-SESSIOND_SOCKET=$tmp/d/sessiond.sock "$venv/bin/python" tests_django/run.py "$sdist/tests" "$@" || status=$?
+version=$("$venv/bin/python" -c 'import django; print(django.get_version())')
+echo "=== Django $version: Django's session tests and ours"
+SESSIOND_SOCKET=$tmp/d/sessiond.sock "$venv/bin/python" tests_django/run.py "$tests" "$@" || status=$?
+if [[ -n $django6 ]]; then
+    echo
+    echo "=== Django $django6: Django's session tests"
+    SESSIOND_SOCKET=$tmp/d/sessiond.sock "$venv6/bin/python" tests_django/run.py "$tests6" \
+        tests_django.test_mixin tests_django.test_sealed.SealedSessionTests || status=$?
+elif [[ -n $django6_skipped ]]; then
+    echo
+    echo "=== Django 6.x: skipped: $django6_skipped"
+fi
 if [[ $status -ne 0 ]]; then
     echo "--- sessiond log" >&2
     tail -n 50 "$tmp/log" >&2

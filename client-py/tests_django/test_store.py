@@ -5,19 +5,21 @@ changes, exact expiry) and what the daemon holds after each save."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 from django.core import management
 from django.test import SimpleTestCase, override_settings
 from django.utils import timezone
 
-from sessiond import Expiry, ExpiryKind
-from sessiond.django import conf
+from sessiond import Expiry, ExpiryKind, Settings
+from sessiond.django import agreement, conf
 from sessiond.django.backend import SessionStore
 
 UNKNOWN_KEY = "A" * 43  # well formed (43 canonical base64url characters), never issued
@@ -96,6 +98,16 @@ class KeysTests(SimpleTestCase):
         store.save()
         self.assertEqual(dict(SessionStore(store.session_key).items()), {"a": 1, "b": 2})
 
+    def test_adopt_makes_the_store_another_session_in_place(self) -> None:
+        mine, other = saved({"a": 1}), saved({"b": 2})
+        mine["a"] = 3  # unsaved: dropped
+        mine.adopt(other.session_key)
+        self.assertEqual((mine.session_key, mine.modified), (other.session_key, True))
+        self.assertEqual(ops_during(mine.save), Counter(TOUCH=1))  # what SessionMiddleware does next
+        self.assertEqual(dict(mine.items()), {"b": 2})
+        self.assertEqual(mine.current_handle(), other.handle)
+        self.assertEqual(SessionStore(mine.session_key).get("a"), None)
+
     def test_cycle_key_of_an_unknown_key_makes_a_new_session(self) -> None:
         store = SessionStore(UNKNOWN_KEY)
         store.cycle_key()
@@ -154,19 +166,44 @@ class ConcurrentSavesTests(SimpleTestCase):
         store["a"] = 1  # same value: nothing to send but activity
         self.assertEqual(ops_during(store.save), Counter(TOUCH=1))
         store["b"].append(2)  # changed in place, without marking the session modified
-        self.assertEqual(ops_during(store.save), Counter(PATCH=1))
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))
         reread = SessionStore(store.session_key)
         self.assertEqual(ops_during(reread.save), Counter(TOUCH=1))  # never read: not even loaded
         self.assertEqual(reread["b"], [1, 2])
 
     def test_a_session_ended_elsewhere_is_not_resurrected_by_any_save(self) -> None:
-        for change in (lambda s: s.__setitem__("a", 2), lambda s: s.set_expiry(60), lambda s: None):
+        changes = (
+            lambda s: s.__setitem__("a", 2),
+            lambda s: s.set_expiry(60),
+            lambda s: s.__setitem__(SESSION_KEY, "7"),  # a login: data and owner
+            lambda s: None,
+        )
+        for change in changes:
             store = saved({"a": 1})
             store.load()
             SessionStore(store.session_key).delete()
             change(store)
             with self.subTest(), self.assertRaises(UpdateError):
                 store.save()
+
+    def test_the_owner_follows_the_user_in_the_data(self) -> None:
+        store = saved({"a": 1})
+        key = store.session_key
+        store[SESSION_KEY] = "7"  # what login() stores
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))
+        self.assertEqual(conf.client().get(key).user, "7")
+        store["a"] = 2  # the owner unchanged: not sent again
+        store.save()
+        self.assertEqual(conf.client().get(key).user, "7")
+        reread = SessionStore(key)
+        reread[SESSION_KEY] = "8"
+        reread.save()
+        self.assertEqual(conf.client().get(key).user, "8")
+        del reread[SESSION_KEY]  # signed out without a flush: nobody's
+        reread.save()
+        self.assertIsNone(conf.client().get(key).user)
+        conf.client().revoke_user("7")
+        conf.client().revoke_user("8")
 
     def test_fields_other_clients_wrote_are_left_alone(self) -> None:
         key = saved({"a": 1, "b": 2}).session_key
@@ -184,7 +221,7 @@ class ConcurrentSavesTests(SimpleTestCase):
         unread = SessionStore(store.session_key)
         unread.clear()  # what the daemon holds is unknown: the save sends all of it
         unread["b"] = 2
-        self.assertEqual(ops_during(unread.save), Counter(REPLACE=1, SET_EXPIRY=1))
+        self.assertEqual(ops_during(unread.save), Counter(WRITE=1))
         stored = conf.client().get(store.session_key)
         self.assertEqual((stored.fields, stored.expiry), ({"b": b"2"}, Expiry.idle(settings.SESSION_COOKIE_AGE)))
 
@@ -222,9 +259,20 @@ class ExpiryTests(SimpleTestCase):
     def test_an_unchanged_policy_is_not_sent_again(self) -> None:
         store = saved({"a": 1}, 300)
         store["b"] = 2
-        self.assertEqual(ops_during(store.save), Counter(PATCH=1))
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))
         store.set_expiry(301)
-        self.assertEqual(ops_during(store.save), Counter(PATCH=1, SET_EXPIRY=1))
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))  # data and policy in one write
+        self.assertEqual(self.policy(store), Expiry.idle(301))
+        store.set_expiry(302)  # the policy alone: still one write
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))
+        self.assertEqual(self.policy(store), Expiry.idle(302))
+
+    def test_a_past_expiry_saved_with_data_ends_the_session(self) -> None:
+        store = saved({"a": 1}, 300)
+        store["a"] = 2
+        store.set_expiry(-timedelta(seconds=1))
+        self.assertEqual(ops_during(store.save), Counter(WRITE=1))
+        self.assertFalse(SessionStore().exists(store.session_key))
 
     def test_settings_without_a_custom_expiry(self) -> None:
         with override_settings(SESSION_COOKIE_AGE=600):
@@ -286,6 +334,44 @@ class ExpiryTests(SimpleTestCase):
         self.assertEqual(last_active_after_a_load(), before)
         with override_settings(SESSIOND_TOUCH_ON_READ=True):
             self.assertGreater(last_active_after_a_load(), before)
+
+
+class AgreementTests(SimpleTestCase):
+    """Warnings where Django's settings and the daemon's announced ones disagree."""
+
+    def setUp(self) -> None:
+        self.addCleanup(agreement._done.clear)
+        agreement._done.clear()
+        daemon = conf.client().settings()
+        assert daemon is not None
+        self.daemon: Settings = daemon
+
+    def test_browser_close_sessions_need_the_same_age(self) -> None:
+        idle = self.daemon.default_idle_secs
+        with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True, SESSION_COOKIE_AGE=idle + 1):
+            with self.assertLogs("sessiond.django", "WARNING") as logs:
+                saved({"a": 1})
+            self.assertIn("default_idle_secs", logs.output[0])
+            with self.assertNoLogs("sessiond.django", "WARNING"):
+                saved({"a": 1})  # once per process
+        agreement._done.clear()
+        with override_settings(SESSION_COOKIE_AGE=idle + 1), self.assertNoLogs("sessiond.django", "WARNING"):
+            saved({"a": 1})  # no browser-close session: nothing to agree on
+        with override_settings(SESSION_COOKIE_AGE=idle), self.assertNoLogs("sessiond.django", "WARNING"):
+            saved({"a": 1}, 0)
+
+    async def test_async_saves_check_too(self) -> None:
+        store = SessionStore()
+        await store.aset_expiry(0)
+        age = self.daemon.default_idle_secs + 1
+        with override_settings(SESSION_COOKIE_AGE=age), self.assertLogs("sessiond.django", "WARNING"):
+            await store.asave()
+
+    def test_a_lifetime_cap_below_the_cookie_age(self) -> None:
+        capped = dataclasses.replace(self.daemon, max_lifetime_secs=60)
+        found = agreement.disagreements(capped, Expiry.idle(600), 600)
+        self.assertIn("max_lifetime_secs", found["lifetime"] or "")
+        self.assertIsNone(agreement.disagreements(self.daemon, Expiry.idle(600), 600)["lifetime"])
 
 
 class ClearSessionsTests(SimpleTestCase):

@@ -16,6 +16,8 @@ from django.test import AsyncClient, Client, TestCase
 from sessiond.django import conf, users
 from sessiond.django.backend import SessionStore
 
+from .test_store import ops_during
+
 BROWSER = {"REMOTE_ADDR": "192.0.2.7", "HTTP_USER_AGENT": "Mozilla/5.0 (first)"}
 OTHER_BROWSER = {"REMOTE_ADDR": "2001:db8::1", "HTTP_USER_AGENT": "Mozilla/5.0 (second)"}
 
@@ -60,6 +62,23 @@ class UserSessionsTests(TestCase):
                 self.assertEqual(stored.user, users.owner_id(alice))
                 self.assertEqual(stored.fields["visits"], b"1")  # the data came along
                 self.assertEqual(browser.get("/whoami/").content, b"alice")
+
+    def test_login_is_one_cycle_and_one_write(self) -> None:
+        # login() rotates the key (CYCLE); the save after it binds the owner
+        # with the data (WRITE with Owner.set): no second rotation.
+        alice = self.user("alice")
+        for url in ("/login/", "/alogin/"):
+            with self.subTest(url=url):
+                browser = self.browser(BROWSER)
+                browser.get("/visit/")
+                ops = ops_during(lambda b=browser, u=url: b.post(u, {"username": "alice"}))
+                self.assertEqual(ops["CYCLE"], 1, ops)
+                self.assertEqual(ops["WRITE"], 1, ops)
+                self.assertEqual(ops["CREATE"] + ops["PATCH"] + ops["SET_EXPIRY"] + ops["REPLACE"], 0, ops)
+                self.assertEqual(conf.client().get(self.key(browser)).user, users.owner_id(alice))
+                ops = ops_during(lambda b=browser: b.post("/logout/"))
+                self.assertEqual(ops["DELETE"], 1, ops)
+                self.assertEqual(ops["CYCLE"] + ops["WRITE"], 0, ops)
 
     def test_a_changed_ip_or_user_agent_is_recorded(self) -> None:
         self.user("alice")

@@ -2,12 +2,15 @@
 
 How it differs from Django's ``db`` backend, and why:
 
-- A save sends only what changed (PATCH: the keys whose serialized value
-  changed, and the keys removed), so two requests that change different
-  keys of one session both keep their change; the ``db`` backend writes the
-  whole session and the last request wins.
+- A save sends only what changed, in one atomic WRITE: the keys whose
+  serialized value changed, the keys removed, the expiry policy if it
+  changed, and the owner if the session's user changed (login). Two
+  requests that change different keys of one session both keep their
+  change; the ``db`` backend writes the whole session and the last request
+  wins.
 - Only the daemon makes keys (CREATE, CYCLE): a key it does not know is
-  never adopted, and ``cycle_key`` is one atomic CYCLE.
+  never adopted, and ``cycle_key`` is one atomic CYCLE. A login is that
+  CYCLE, then the save that binds the owner with the data.
 - A save of a session that ended meanwhile (logout elsewhere, expiry)
   raises :class:`UpdateError` rather than bringing it back.
 - The daemon expires sessions exactly and sweeps them itself:
@@ -25,7 +28,7 @@ from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from ..errors import ErrorCode, NotFound, ServerError
 from ..models import Session
 from ..protocol import Created, Expiry
-from . import conf, expiry, fields, writes
+from . import agreement, conf, expiry, fields, writes
 
 
 def gone(error: ServerError) -> bool:
@@ -54,10 +57,9 @@ class SessionStore(SessionBase):
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        #: The fields as the daemon holds them since the last load or save
-        #: (``None``: unknown); a save sends the difference.
-        self._stored: dict[str, bytes] | None = None
-        self._stored_policy: Expiry | None = None
+        #: What the daemon holds since the last load or save (``None``:
+        #: unknown); a save sends the difference.
+        self._held: writes.State | None = None
         #: The session's public handle (safe to show; see :mod:`sessiond.django.users`).
         self.handle: str | None = None
         #: The request's IP and user agent, set by
@@ -95,8 +97,8 @@ class SessionStore(SessionBase):
         return self._loaded(session)
 
     def _loaded(self, session: Session) -> dict[str, Any]:
-        data, self._stored = fields.decode(session.fields, self.serializer)
-        self._stored_policy = session.expiry
+        data, stored = fields.decode(session.fields, self.serializer)
+        self._held = writes.State(stored, session.expiry, session.user)
         self.handle = session.handle
         meta = self.request_meta
         self.meta_stale = (
@@ -113,7 +115,7 @@ class SessionStore(SessionBase):
         if not gone(error):
             raise error
         self._session_key = None
-        self._stored = None
+        self._held = None
         return {}
 
     def exists(self, session_key: str | None) -> bool:
@@ -141,25 +143,27 @@ class SessionStore(SessionBase):
     def create(self) -> None:
         """A new session holding the current data; the daemon makes its key."""
         data = self._get_session(no_load=True)
-        stored, policy = fields.encode(data, self.serializer), self._policy(data)
+        state = self._state(data)
         meta = self.request_meta
         created = conf.client().create_with_meta(
-            stored, policy, user=fields.owner(data), ip=meta.ip, user_agent=meta.user_agent
+            state.fields, state.policy, user=state.owner, ip=meta.ip, user_agent=meta.user_agent
         )
-        self._adopt(created, stored, policy)
+        self._created(created, state)
+        agreement.check(conf.client(), state.policy, self.get_session_cookie_age())
 
     async def acreate(self) -> None:
         data = await self._aget_session(no_load=True)
-        stored, policy = fields.encode(data, self.serializer), self._policy(data)
+        state = self._state(data)
         meta = self.request_meta
         created = await conf.aclient().create_with_meta(
-            stored, policy, user=fields.owner(data), ip=meta.ip, user_agent=meta.user_agent
+            state.fields, state.policy, user=state.owner, ip=meta.ip, user_agent=meta.user_agent
         )
-        self._adopt(created, stored, policy)
+        self._created(created, state)
+        await agreement.acheck(conf.aclient(), state.policy, self.get_session_cookie_age())
 
-    def _adopt(self, created: Created, stored: dict[str, bytes], policy: Expiry) -> None:
+    def _created(self, created: Created, state: writes.State) -> None:
         self._session_key = created.key
-        self._stored, self._stored_policy = stored, policy
+        self._held = state
         self.handle = created.handle
         self.modified = True  # so the middleware sets the new cookie
 
@@ -172,35 +176,41 @@ class SessionStore(SessionBase):
         """
         if must_create or self.session_key is None:
             return self.create()
-        write, snapshot = self._pending()
+        write, state = self._pending()
+        client = conf.client()
         try:
-            writes.send(conf.client(), self.session_key, write)
+            writes.send(client, self.session_key, write)
         except ServerError as e:
             raise self._update_error(e) from e
-        self._saved(snapshot)
+        if state is not None:
+            self._held = state
+            agreement.check(client, state.policy, self.get_session_cookie_age())
 
     async def asave(self, must_create: bool = False) -> None:
         if must_create or self.session_key is None:
             return await self.acreate()
-        write, snapshot = self._pending()
+        write, state = self._pending()
+        client = conf.aclient()
         try:
-            await writes.asend(conf.aclient(), self.session_key, write)
+            await writes.asend(client, self.session_key, write)
         except ServerError as e:
             raise self._update_error(e) from e
-        self._saved(snapshot)
+        if state is not None:
+            self._held = state
+            await agreement.acheck(client, state.policy, self.get_session_cookie_age())
 
-    def _pending(self) -> tuple[writes.Write, tuple[dict[str, bytes], Expiry] | None]:
+    def _pending(self) -> tuple[writes.Write, writes.State | None]:
         """The write a save sends, and what the daemon holds once it is done."""
         try:
             data = self._session_cache
         except AttributeError:  # never read, so unchanged: the save is only activity
             return writes.TOUCH, None
-        stored, policy = fields.encode(data, self.serializer), self._policy(data)
-        return writes.plan(self._stored, stored, self._stored_policy, policy), (stored, policy)
+        state = self._state(data)
+        return writes.plan(self._held, state), state
 
-    def _saved(self, snapshot: tuple[dict[str, bytes], Expiry] | None) -> None:
-        if snapshot is not None:
-            self._stored, self._stored_policy = snapshot
+    def _state(self, data: dict[str, Any]) -> writes.State:
+        """What the daemon is to hold for ``data``; its owner is the logged-in user's id."""
+        return writes.State(fields.encode(data, self.serializer), self._policy(data), fields.owner(data))
 
     @staticmethod
     def _update_error(error: ServerError) -> Exception:
@@ -235,20 +245,6 @@ class SessionStore(SessionBase):
                 return self._cycled(created)
         await self.acreate()
 
-    def bind_owner(self, owner: str) -> None:
-        """Login: makes ``owner`` (the user's primary key, as a string) the
-        session's owner, in a CYCLE that also gives it a new key (the
-        protocol sets an owner only with a new key). A session not yet
-        created gets its owner at creation, from the data."""
-        key = self.session_key
-        if key is not None:
-            try:
-                created = conf.client().cycle_bind(key, owner)
-            except ServerError as e:
-                self._lost(e)
-            else:
-                self._cycled(created)
-
     def current_handle(self) -> str | None:
         """This session's handle (read from the daemon if need be); ``None``
         if it has not been created or has ended."""
@@ -268,6 +264,20 @@ class SessionStore(SessionBase):
                 if not gone(e):
                     raise
         return self.handle
+
+    def adopt(self, key: str) -> None:
+        """Makes this store the daemon's session under ``key``, in place:
+        what was loaded or changed is dropped, and the session is loaded
+        from ``key`` when next read. For a key the daemon has just handed
+        out (a redeemed transfer), never one from a request. The session is
+        marked modified, so that SessionMiddleware saves it (a touch) and
+        sets its cookie; the request's IP and user agent stay."""
+        self._session_key = key
+        self.__dict__.pop("_session_cache", None)
+        self._held = None
+        self.handle = None
+        self.meta_stale = False
+        self.modified = True
 
     def _cycled(self, created: Created) -> None:
         # The data moved with the key: what is stored, and unsaved changes

@@ -12,7 +12,8 @@ configuration, which Django cannot see, and Django's age must win. Browser
 close (``0``, or ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` without a custom
 expiry) maps to ``BrowserClose``, whose server-side age is the daemon's
 default (``expiry.default_idle_secs``): keep it equal to
-``SESSION_COOKIE_AGE``, as the protocol intends.
+``SESSION_COOKIE_AGE``, as the protocol intends (the daemon announces it;
+:mod:`sessiond.django.agreement` warns when they differ).
 """
 
 from __future__ import annotations

@@ -171,10 +171,7 @@ def redeem(request: HttpRequest, token: str, *, state: bytes | None = None, sour
     redeemed = conf.client().redeem_transfer(token, host, current_key=current, always_replace=replace, state=state)
     if not redeemed.replaced:
         return False
-    adopted = SessionStore(redeemed.key)
-    adopted.request_meta = session.request_meta
-    adopted.modified = True  # SessionMiddleware saves it (a touch) and sets its cookie
-    request.session = adopted
+    session.adopt(redeemed.key)  # SessionMiddleware saves it (a touch) and sets its cookie
     session_replaced.send(
         sender=SessionStore, request=request, src_domain=source, dest_domain=host, was_empty=was_empty
     )

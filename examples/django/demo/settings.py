@@ -17,7 +17,7 @@ TIME_ZONE = "UTC"
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
-    "sessiond.django",  # owners bound at login, the template tags, the sessiond_sessions command
+    "sessiond.django",  # the template tags, the sessiond_sessions command (owners need no app)
     "demo",
 ]
 MIDDLEWARE = [
