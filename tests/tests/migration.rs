@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -68,8 +69,12 @@ fn a_schema_1_data_directory_migrates_with_every_session_and_no_key_left_on_disk
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     std::fs::create_dir(&data).unwrap();
-    for file in ["sessions.redb", "sessions.log", "keyring"] {
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Modes as the previous daemon left them (git keeps none of them): the
+    // key ring 0600, which it checks; the database 0644, which it narrows.
+    for (file, mode) in [("sessions.redb", 0o644), ("sessions.log", 0o600), ("keyring", 0o600)] {
         std::fs::copy(fixture().join("v1-data").join(file), data.join(file)).unwrap();
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let keys = fixture_keys();
     let all: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
