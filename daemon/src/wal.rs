@@ -266,14 +266,30 @@ fn parse(bytes: &[u8]) -> (Vec<Frame<'_>>, usize) {
 /// least `min_seq`, found by trying every offset. Frames of earlier passes
 /// and the zeros ahead of the frames have lower numbers, so only a frame
 /// written after the point where parsing stopped qualifies.
-fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Option<Frame<'_>> {
-    (from..bytes.len().saturating_sub(FRAME_HEADER)).find_map(|at| {
-        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().ok()?);
+///
+/// Each candidate costs a CRC over the length its header claims, so a log
+/// crafted (or damaged) to hold a plausible header every few bytes would
+/// make the scan quadratic: the bytes checked are capped at a few times the
+/// log's size, and past that the scan gives up (`Err`), which the caller
+/// treats as damage it cannot rule out.
+fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Result<Option<Frame<'_>>, ()> {
+    let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
+    for at in from..bytes.len().saturating_sub(FRAME_HEADER) {
+        let word = |r: std::ops::Range<usize>| bytes[r].iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+        let seq = word(at + 8..at + 16);
         if seq < min_seq || seq - min_seq > 1 << 40 {
-            return None;
+            continue;
         }
-        frame_at(bytes, at)
-    })
+        // Only a frame that fits is checked, so only its bytes count.
+        let claimed = word(at..at + 4) as usize;
+        if claimed <= MAX_FRAME && at + FRAME_HEADER + claimed <= bytes.len() {
+            budget = budget.checked_sub(claimed).ok_or(())?;
+        }
+        if let Some(frame) = frame_at(bytes, at) {
+            return Ok(Some(frame));
+        }
+    }
+    Ok(None)
 }
 
 /// The frames of the log `bytes` to replay over a database that holds
@@ -311,10 +327,11 @@ pub fn replayable(bytes: &[u8], applied: u64) -> Result<Vec<Frame<'_>>, LogError
         }
     }
     match later_frame(bytes, end, expected) {
-        Some(later) => {
+        Ok(Some(later)) => {
             Err(LogError::Damaged { offset: end as u64, expected, found: later.seq, at: later.offset as u64 })
         }
-        None => Ok(out),
+        Err(()) => Err(LogError::Unscannable { offset: end as u64, expected }),
+        Ok(None) => Ok(out),
     }
 }
 
@@ -328,6 +345,11 @@ pub enum LogError {
          acknowledged writes lie past the damage"
     )]
     Damaged { offset: u64, expected: u64, found: u64, at: u64 },
+    #[error(
+        "damaged at byte {offset}: frame {expected} is unreadable there, and what follows holds so many \
+         frame-like headers that it cannot be told in bounded time whether acknowledged writes lie past it"
+    )]
+    Unscannable { offset: u64, expected: u64 },
 }
 
 /// Builds the payload of one frame.
@@ -538,6 +560,21 @@ mod tests {
         assert!(matches!(replayable(&log_of(&[6, 8], 8).0, 5), Err(LogError::Damaged { expected: 7, found: 8, .. })));
         // Frames beyond a missing checkpoint are refused, not skipped.
         assert_eq!(replayable(&log_of(&[9, 10], 8).0, 5), Err(LogError::Gap { applied: 5, found: 9 }));
+    }
+
+    #[test]
+    fn a_log_full_of_frame_like_headers_is_refused_in_bounded_time() {
+        // Found by the `log` fuzz target: a header every 8 bytes claiming
+        // half the log, each costing a CRC over it. 1 MiB took seconds.
+        let len: usize = 1 << 20;
+        let mut bytes = vec![0u8; 8];
+        let claim = (len as u32 / 2).to_le_bytes();
+        while bytes.len() < len {
+            bytes.extend_from_slice(&[claim[0], claim[1], claim[2], 0, 7, 0, 0, 0]);
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(replayable(&bytes, 0), Err(LogError::Unscannable { offset: 0, expected: 1 }));
+        eprintln!("refused in {:?}", started.elapsed());
     }
 
     #[test]
