@@ -213,7 +213,9 @@ impl Store {
             // migrate the whole database; the log is emptied below, as at
             // every start, and with it the last keys it held.
             Self::replay(&db, &bytes).map_err(|e| match e {
-                StoreError::LogUnusable(error @ wal::LogError::Damaged { .. }) => keep_damaged(&log, error),
+                StoreError::LogUnusable(
+                    error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. }),
+                ) => keep_damaged(&log, error),
                 other => other,
             })?;
             drop(db);
@@ -222,7 +224,9 @@ impl Store {
             db = open()?;
         }
         Self::init(db, (wal, bytes), existed).map_err(|e| match e {
-            StoreError::LogUnusable(error @ wal::LogError::Damaged { .. }) => keep_damaged(&log, error),
+            StoreError::LogUnusable(error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. })) => {
+                keep_damaged(&log, error)
+            }
             other => other,
         })
     }
