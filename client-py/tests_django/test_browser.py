@@ -185,15 +185,25 @@ class BrowserTests(unittest.TestCase):
         return str(driver.find_element(By.ID, element_id).text)
 
     def click(self, driver: Any, css: str) -> None:
-        """Clicks and waits for the next page to load."""
+        """Clicks and waits for the next page to load.
+
+        The old page is marked with a window property; the next document
+        starts without it. Polling through the navigation can meet a page that
+        is half torn down, which the driver reports as an error rather than as
+        "not yet"; ignored_exceptions makes those mean "poll again". (Waiting
+        for the old <html> element to go stale raced that way.)
+        """
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
-        old = driver.find_element(By.TAG_NAME, "html")
+        driver.execute_script("window.__sessiondOldPage = true;")
         driver.find_element(By.CSS_SELECTOR, css).click()
-        WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(old))
-        WebDriverWait(driver, WAIT).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return window.__sessiondOldPage === undefined && document.readyState === 'complete'"
+            )
+        )
 
     def sign_in(self, driver: Any) -> None:
         from selenium.webdriver.common.by import By
