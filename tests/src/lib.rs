@@ -31,7 +31,7 @@ pub fn binary(name: &str) -> PathBuf {
         let release = bin_dir().ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sessiond", "-p", "sessiond-client", "-p", "sessiond-bench", "--bins"]);
+        cmd.args(["build", "--quiet", "-p", "sessiond", "-p", "sessionctl", "-p", "sessiond-bench", "--bins"]);
         if release {
             cmd.arg("--release");
         }
