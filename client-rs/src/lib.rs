@@ -16,8 +16,8 @@ pub use api::{Created, Session, Written};
 pub use conn::Client;
 pub use error::Error;
 pub use sessiond_protocol::{
-    Counter, ErrorCode, Expiry, Histogram, HostToken, Limits, Location, Meta, Redeemed, Sealed, SessionInfo, StatsOk,
-    Unsealed,
+    Counter, ErrorCode, Expiry, Field, Histogram, HostToken, Limits, Location, Meta, Owner, Redeemed, Sealed,
+    SessionInfo, Settings, StatsOk, Unsealed, UserPage, Write,
 };
 
 use std::path::PathBuf;

@@ -151,6 +151,67 @@ impl Drop for Daemon {
     }
 }
 
+/// One daemon for a whole test process, for suites (the frameworks') whose
+/// tests build their own stores and have no place to keep a `Daemon`.
+///
+/// A static is never dropped, so the daemon runs under a shell that holds
+/// the read end of a pipe from this process: when the test process exits,
+/// however it exits, the pipe closes, and the shell stops the daemon and
+/// removes its directory.
+#[derive(Debug)]
+pub struct SharedDaemon {
+    pub socket: PathBuf,
+    _keeper: std::process::ChildStdin,
+}
+
+impl SharedDaemon {
+    pub fn options(&self) -> sessiond_client::Options {
+        sessiond_client::Options::new(&self.socket).timeout(Duration::from_secs(10))
+    }
+
+    pub async fn client(&self) -> sessiond_client::Client {
+        sessiond_client::Client::connect(self.options()).await.expect("connect")
+    }
+}
+
+/// The test process's shared daemon (see `SharedDaemon`), started on first
+/// use with the default configuration.
+pub fn shared_daemon() -> &'static SharedDaemon {
+    static SHARED: OnceLock<SharedDaemon> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("sessiond-shared-").tempdir().unwrap().keep();
+        let data_dir = dir.join("data");
+        let log_path = dir.join("sessiond.log");
+        let script = r#"
+            "$1" --data-dir "$2" --threads 2 2>>"$3" &
+            daemon=$!
+            cat >/dev/null
+            kill -TERM "$daemon" 2>/dev/null
+            wait "$daemon"
+            rm -rf "$4"
+        "#;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(binary("sessiond"))
+            .arg(&data_dir)
+            .arg(&log_path)
+            .arg(&dir)
+            .env("RUST_LOG", std::env::var("SESSIOND_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the shared sessiond");
+        let keeper = child.stdin.take().expect("piped stdin");
+        wait_ready(&mut child, &log_path);
+        // Dropping `child` neither kills nor waits: the shell lives on, and
+        // is reaped by init once this process is gone.
+        SharedDaemon { socket: data_dir.join("sessiond.sock"), _keeper: keeper }
+    })
+}
+
 /// Starts a daemon on `data_dir` that is expected to refuse to start;
 /// returns its exit code and what it wrote to stderr. Fails the test if it
 /// becomes ready, or runs for more than `READY_TIMEOUT`.
