@@ -82,7 +82,7 @@ pub enum StoreError {
     LogUnusable(#[from] wal::LogError),
     #[error(
         "no space left to replay the write-ahead log: about {needed_mb} MiB must be free beside the database \
-             (one replay step, and room for the database to grow)"
+             (redb grows a file under 4 GiB by doubling it, and a replay step is written twice)"
     )]
     NoSpace { needed_mb: u64 },
     #[error("write-ahead log: {0}")]
@@ -144,6 +144,20 @@ fn no_space(error: StoreError, step_bytes: usize) -> StoreError {
     // A step's rows land in redb's copy-on-write pages: twice the bytes,
     // and a margin for the tables' own pages.
     StoreError::NoSpace { needed_mb: ((step_bytes.min(REPLAY_STEP_BYTES * 2) * 2) >> 20) as u64 + 16 }
+}
+
+/// redb grows a database file smaller than one region (4 GiB) by doubling
+/// it, and a larger one by a region: a replay that must grow the file needs
+/// that much free, whatever the size of the step.
+fn with_file_growth(error: StoreError, path: &Path) -> StoreError {
+    const REGION: u64 = 4 << 30;
+    match error {
+        StoreError::NoSpace { needed_mb } => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            StoreError::NoSpace { needed_mb: needed_mb.max((len.min(REGION) >> 20) + 16) }
+        }
+        other => other,
+    }
 }
 
 /// Makes a new database file at `path` as a whole: under another name,
@@ -216,7 +230,7 @@ impl Store {
                 StoreError::LogUnusable(
                     error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. }),
                 ) => keep_damaged(&log, error),
-                other => other,
+                other => with_file_growth(other, path),
             })?;
             drop(db);
             let sessions = crate::migrate::v1_to_v2(path, cache_bytes)?;
@@ -227,7 +241,7 @@ impl Store {
             StoreError::LogUnusable(error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. })) => {
                 keep_damaged(&log, error)
             }
-            other => other,
+            other => with_file_growth(other, path),
         })
     }
 
