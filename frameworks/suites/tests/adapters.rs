@@ -149,10 +149,14 @@ mod actix {
 
     use super::client;
 
-    fn middleware(store: SessiondStore, key: &Key) -> SessionMiddleware<SessiondStore> {
+    fn middleware(store: SessiondStore, key: &Key, policy: TtlExtensionPolicy) -> SessionMiddleware<SessiondStore> {
         SessionMiddleware::builder(store, key.clone())
             .cookie_secure(false)
-            .session_lifecycle(PersistentSession::default().session_ttl(actix_web::cookie::time::Duration::minutes(10)))
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(actix_web::cookie::time::Duration::minutes(10))
+                    .session_ttl_extension_policy(policy),
+            )
             .build()
     }
 
@@ -190,7 +194,7 @@ mod actix {
         let app = test::init_service(
             App::new()
                 .app_data(web::Data::new(store.clone()))
-                .wrap(middleware(store.clone(), &key))
+                .wrap(middleware(store.clone(), &key, TtlExtensionPolicy::OnStateChanges))
                 .route("/login/{user}", web::post().to(login))
                 .route("/cart", web::post().to(ended_meanwhile))
                 .route("/look", web::get().to(look)),
@@ -213,21 +217,12 @@ mod actix {
     }
 
     #[actix_web::test]
-    async fn ttl_on_every_request_is_a_touch_and_counting_works() {
+    async fn ttl_on_every_request_moves_the_expiry_and_counting_works() {
         let store = SessiondStore::new(client().await).with_owner_field("user_id");
         let key = Key::generate();
         let app = test::init_service(
             App::new()
-                .wrap(
-                    SessionMiddleware::builder(store.clone(), key.clone())
-                        .cookie_secure(false)
-                        .session_lifecycle(
-                            PersistentSession::default()
-                                .session_ttl(actix_web::cookie::time::Duration::minutes(10))
-                                .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-                        )
-                        .build(),
-                )
+                .wrap(middleware(store.clone(), &key, TtlExtensionPolicy::OnEveryRequest))
                 .route("/login/{user}", web::post().to(login))
                 .route("/count", web::post().to(count))
                 .route("/look", web::get().to(look)),
@@ -248,5 +243,23 @@ mod actix {
         let after = store.client().list_user("walter").await.unwrap();
         assert!(after[0].expires_at_ms >= before[0].expires_at_ms + 1000, "update_ttl moved the expiry");
         assert!(after[0].last_active_ms > before[0].last_active_ms);
+    }
+
+    /// `update_ttl` is a TOUCH: the expiry moves, the data and its version
+    /// do not.
+    #[actix_web::test]
+    async fn update_ttl_rewrites_no_data() {
+        use actix_session::storage::SessionStore as _;
+
+        let store = SessiondStore::new(client().await);
+        let ttl = actix_web::cookie::time::Duration::minutes(10);
+        let state = [("n".to_owned(), "1".to_owned())].into_iter().collect();
+        let key = store.save(state, &ttl).await.unwrap();
+        let before = store.client().get(key.as_ref()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        store.update_ttl(&key, &ttl).await.unwrap();
+        let after = store.client().get(key.as_ref()).await.unwrap();
+        assert!(after.expires_at_ms >= before.expires_at_ms + 1000, "the expiry moved");
+        assert_eq!((after.version, &after.fields), (before.version, &before.fields), "nothing was written");
     }
 }

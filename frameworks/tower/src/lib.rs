@@ -217,14 +217,14 @@ impl SessionStore for SessiondStore {
                 }
                 let owner_before = self.owner_of(&base.fields);
                 if owner_now != owner_before {
-                    write.owner = owner_now.clone().map_or(Owner::Clear, Owner::Set);
+                    write.owner = owner_now.map_or(Owner::Clear, Owner::Set);
                 }
             }
             None => {
                 write.replace = true;
                 write.set = fields.iter().map(|(n, v)| Field { name: n.clone(), value: v.clone() }).collect();
                 if self.owner_field.is_some() {
-                    write.owner = owner_now.clone().map_or(Owner::Clear, Owner::Set);
+                    write.owner = owner_now.map_or(Owner::Clear, Owner::Set);
                 }
             }
         }
