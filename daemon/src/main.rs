@@ -145,6 +145,9 @@ fn run_tool(tool: &Tool, data_dir: &std::path::Path) -> ExitCode {
         },
         Tool::Salvage { to } => match sessiond::salvage::salvage(data_dir, to) {
             Ok(done) => {
+                if done.read_unrepaired {
+                    println!("redb refused the database: its last commit was read without repair");
+                }
                 println!("salvaged {} sessions into {}; {} unreadable", done.sessions, to.display(), done.unreadable);
                 ExitCode::SUCCESS
             }

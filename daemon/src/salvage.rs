@@ -5,15 +5,21 @@
 //! Neither changes the directory it reads. Salvage works on a copy: it
 //! opens the copy as the daemon would (redb repairs it after a crash, the
 //! log is replayed), then reads each record on its own, so one damaged
-//! record costs that session and no other. If redb refuses the file as a
-//! whole ("all roots are corrupted"), nothing in it can be read this way;
-//! salvage says so rather than pretend.
+//! record costs that session and no other.
+//!
+//! redb checks its page checksums only when it repairs a file after a
+//! crash, and then refuses the whole file if one page is bad ("all roots
+//! are corrupted"). Salvage then reads the copy without redb's repair: as
+//! a shared reader of the last commit, through the same trees, where every
+//! record still carries its own checksum. Only the last commit is read, so
+//! a session deleted before it cannot come back; the log is then replayed
+//! on top, as a start would.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::record::Record;
 use crate::store::{
@@ -128,6 +134,8 @@ pub struct Salvaged {
     pub sessions: u64,
     /// Records that could not be read: their sessions are lost.
     pub unreadable: u64,
+    /// redb refused the file, so it was read without its repair.
+    pub read_unrepaired: bool,
 }
 
 /// Copies every readable session of the data directory `from` into a new
@@ -150,17 +158,25 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Salvaged, SalvageError> {
     }
     // Opening replays the log into the copy; a log damaged in the middle is
     // set aside, so only the frames before the damage are taken.
-    let source = match Store::open(&scratch.join(DB_FILE)) {
-        Ok((store, _)) => store,
-        Err(StoreError::LogDamaged { .. }) => {
-            std::fs::remove_file(scratch.join("sessions.log")).map_err(|e| SalvageError::Io(e.to_string()))?;
-            Store::open(&scratch.join(DB_FILE)).map_err(SalvageError::Unreadable)?.0
+    let mut opened = Store::open(&scratch.join(DB_FILE));
+    if let Err(StoreError::LogDamaged { .. }) = opened {
+        std::fs::remove_file(scratch.join("sessions.log")).map_err(|e| SalvageError::Io(e.to_string()))?;
+        opened = Store::open(&scratch.join(DB_FILE));
+    }
+    let target = || Database::create(to.join(DB_FILE)).map_err(|e| SalvageError::Target(StoreError::Redb(e.into())));
+    let salvaged = match opened {
+        Ok((source, _)) => copy_readable(source.db(), &target()?).map_err(SalvageError::Target)?,
+        Err(StoreError::Redb(redb::Error::Corrupted(why))) => {
+            tracing::warn!("redb refuses the database ({why}); reading its last commit without repair");
+            let salvaged = salvage_unrepaired(&scratch, to, target()?)?;
+            // The log, if any, is replayed onto what was read: it holds
+            // every acknowledged write since the last commit's checkpoint.
+            let (store, _) = Store::open(&to.join(DB_FILE)).map_err(SalvageError::Target)?;
+            store.mark_clean().map_err(SalvageError::Target)?;
+            salvaged
         }
         Err(e) => return Err(SalvageError::Unreadable(e)),
     };
-    let target = Database::create(to.join(DB_FILE)).map_err(|e| SalvageError::Target(StoreError::Redb(e.into())))?;
-    let salvaged = copy_readable(source.db(), &target).map_err(SalvageError::Target)?;
-    drop((source, target));
     if scratch.join("keyring").exists() {
         std::fs::rename(scratch.join("keyring"), to.join("keyring")).map_err(|e| SalvageError::Io(e.to_string()))?;
     }
@@ -168,9 +184,68 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Salvaged, SalvageError> {
     Ok(salvaged)
 }
 
+/// Reads the copy in `scratch` that redb refused: its header is marked
+/// clean so that a shared reader, which walks the last commit's trees and
+/// neither repairs nor allocates, will open it. The log moves to `to`, and
+/// the log position the commit had reached goes with the records, so the
+/// next open replays exactly the frames past it.
+fn salvage_unrepaired(scratch: &Path, to: &Path, target: Database) -> Result<Salvaged, SalvageError> {
+    let path = scratch.join(DB_FILE);
+    mark_clean_for_reading(&path).map_err(|e| SalvageError::Io(format!("{}: {e}", path.display())))?;
+    let unreadable = |e: redb::DatabaseError| SalvageError::Unreadable(StoreError::Redb(e.into()));
+    let source = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .open_read_only(&path)
+        .map_err(unreadable)?;
+    let mut salvaged = copy_readable(&source, &target).map_err(SalvageError::Target)?;
+    salvaged.read_unrepaired = true;
+    let applied = source.begin_read().ok().and_then(|t| t.open_table(META).ok()?.get(LOG_SEQ).ok()?.map(|v| v.value()));
+    let txn = target.begin_write().map_err(|e| SalvageError::Target(e.into()))?;
+    match applied {
+        Some(seq) => {
+            (|| -> Result<(), StoreError> {
+                txn.open_table(META)?.insert(LOG_SEQ, seq)?;
+                txn.commit()?;
+                Ok(())
+            })()
+            .map_err(SalvageError::Target)?;
+            match std::fs::rename(log_path(&path), log_path(&to.join(DB_FILE))) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(SalvageError::Io(e.to_string())),
+                _ => {}
+            }
+        }
+        // Without the position, which frames are new is unknown: the log
+        // stays beside the salvaged database for the operator, not replayed.
+        None => {
+            let kept = to.join("sessions.log.unreplayed");
+            tracing::warn!("the log position is unreadable: the log is kept at {} and not replayed", kept.display());
+            let _ = std::fs::rename(log_path(&path), kept);
+        }
+    }
+    Ok(salvaged)
+}
+
+/// Clears redb's "repair required" flag in the header of the file at
+/// `path` (a copy: this is never done to a data directory in use). The
+/// flag is the low bits of the byte after redb's 9-byte magic number; the
+/// salvage test of a refused file holds this to the redb in use.
+fn mark_clean_for_reading(path: &Path) -> std::io::Result<()> {
+    const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+    const RECOVERY_REQUIRED: u8 = 2;
+    let mut header = [0u8; 10];
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    std::io::Read::read_exact(&mut file, &mut header)?;
+    if header[..9] != MAGIC {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a redb file"));
+    }
+    header[9] &= !RECOVERY_REQUIRED;
+    std::os::unix::fs::FileExt::write_all_at(&file, &header[9..], 9)?;
+    file.sync_all()
+}
+
 /// Every readable session of `source`, and its index rows rebuilt from the
 /// record, into `target`, in one durable transaction.
-fn copy_readable(source: &Database, target: &Database) -> Result<Salvaged, StoreError> {
+fn copy_readable(source: &impl ReadableDatabase, target: &Database) -> Result<Salvaged, StoreError> {
     let from = source.begin_read()?;
     let mut txn = target.begin_write()?;
     txn.set_durability(Durability::Immediate)?;

@@ -161,6 +161,53 @@ fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
     assert_eq!(c.get(&key).unwrap_err().code(), Some(sessiond_protocol::ErrorCode::NotFound));
 }
 
+#[test]
+fn a_database_redb_refuses_after_a_crash_is_salvaged_from_its_last_commit_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&dir.path().join("d"), None);
+    let marker = b"a value to be damaged on disk";
+    let c = daemon.blocking();
+    let damaged = c.create([("v", marker.as_slice())], Expiry::Default).unwrap().key;
+    let kept: Vec<String> = (0..20).map(|i| c.create([("n", i.to_string())], Expiry::Default).unwrap().key).collect();
+    let logged_out = c.create([("v", "signed out")], Expiry::Default).unwrap().key;
+    c.delete(&logged_out).unwrap();
+    drop(c);
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(std::time::Duration::from_secs(10)).unwrap().success());
+    let db = daemon.data_dir.join("sessions.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = bytes.windows(marker.len()).position(|w| w == marker).expect("the value is in the database");
+    bytes[at + 2] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+
+    // A crash after the damage: the next open makes redb verify every
+    // page, and it refuses the whole file. The write acknowledged before
+    // the crash is only in the log.
+    daemon.restart();
+    let after = daemon.blocking().create([("v", "after the damage")], Expiry::Default).unwrap().key;
+    daemon.kill();
+    let (code, err) = start_refused(&daemon.data_dir);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("corrupted"), "{err}");
+
+    let rescued = dir.path().join("rescued");
+    let (code, out) = tool(&daemon.data_dir, &["salvage", "--to", rescued.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("read without repair"), "{out}");
+    assert!(out.contains("salvaged 20 sessions") && out.contains("1 unreadable"), "{out}");
+    let (code, out) = tool(&rescued, &["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    let rescued_daemon = Daemon::start(&rescued, None);
+    let c = rescued_daemon.blocking();
+    for (i, key) in kept.iter().enumerate() {
+        assert_eq!(c.get(key).unwrap().fields["n"], i.to_string().as_bytes());
+    }
+    assert_eq!(c.get(&after).unwrap().fields["v"], b"after the damage", "the log was replayed");
+    for gone in [&damaged, &logged_out] {
+        assert_eq!(c.get(gone).unwrap_err().code(), Some(sessiond_protocol::ErrorCode::NotFound));
+    }
+}
+
 /// Runs `sessiond --data-dir DIR ARGS...`; returns its exit code and output.
 fn tool(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(sessiond_tests::binary("sessiond"))
