@@ -126,6 +126,14 @@ async fn the_inflight_and_connection_limits_hold() {
         t.await.unwrap().expect("pipelined writes all answered under backpressure");
     }
     assert!(stat_async(&c, "limit_inflight_paused").await >= 1);
+    // The limit holds for frames already read, not just for reading more:
+    // with one write in flight, a commit holds that write and at most one
+    // job of the daemon's own (a sweep). Without it, 50 pipelined writes
+    // arrive in a few reads and are committed 8 and 64 at a time.
+    let metrics = c.metrics().await.unwrap();
+    let batch = metrics.histograms.iter().find(|h| h.name == "commit_batch_size").unwrap();
+    let largest = batch.bounds.iter().zip(&batch.counts).filter(|(_, n)| **n > 0).map(|(b, _)| *b).max();
+    assert!(largest <= Some(2), "a commit of more than one write: {batch:?}");
     let _second = daemon.client().await;
     let third = sessiond_client::Client::connect(daemon.options()).await.unwrap_err();
     assert_eq!(third.code(), Some(ErrorCode::Busy), "{third:?}");

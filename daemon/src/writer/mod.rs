@@ -691,3 +691,39 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replace(bytes: usize) -> Job {
+        let fields = PackedFields::new(&[Field { name: "v".into(), value: vec![0; bytes] }]);
+        Job {
+            op: Op::Replace { key: SessionKey::from_bytes([7; 32]), fields, expected_version: None },
+            reply: ReplyTo::Nobody,
+        }
+    }
+
+    #[test]
+    fn the_queue_refuses_a_write_past_its_byte_bound_and_takes_one_again_once_the_writer_drains() {
+        let (tx, rx) = channel();
+        let queue = WriterQueue { tx, depth: Arc::default(), capacity: 1000, max_bytes: 1 << 20 };
+        let cost = replace(100_000).op.cost();
+        let mut queued = 0;
+        while queue.submit(replace(100_000)) == Ok(()) {
+            queued += 1;
+            assert!(queued <= 1000, "the byte bound never refused");
+        }
+        assert_eq!(queued, (1 << 20) / cost, "as many as fit in the bound, no more");
+        assert!(queue.depth.bytes.load(Ordering::Relaxed) <= 1 << 20);
+        // The writer takes the jobs (and subtracts them): room again.
+        let taken: Vec<_> = rx.try_iter().collect();
+        queue.depth.sub(taken.len(), taken.len() * cost);
+        assert_eq!(queue.submit(replace(100_000)), Ok(()));
+        // One job larger than the whole bound still goes into an empty queue.
+        drop(rx.try_iter().count());
+        queue.depth.sub(1, cost);
+        assert_eq!(queue.submit(replace(2 << 20)), Ok(()));
+        assert_eq!(queue.submit(replace(10)), Err(SubmitError::Full));
+    }
+}
