@@ -116,15 +116,10 @@ fn an_emptied_log_after_a_crash_is_reported_and_a_clean_stop_is_not() {
     assert_eq!(daemon.log().matches("after an unclean shutdown").count(), before, "{}", daemon.log());
 }
 
-#[test]
-fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(&dir.path().join("d"), None);
-    let marker = b"a value to be damaged on disk";
-    let key = daemon.blocking().create([("v", marker.as_slice())], Expiry::Default).unwrap().key;
-    let other = daemon.blocking().create([("v", "intact")], Expiry::Default).unwrap().key;
-    // A clean stop puts the record in the database, where redb checks no
-    // page of it again (it verifies pages only when repairing after a crash).
+/// Stops the daemon cleanly, which puts every record in the database,
+/// where redb checks no page again (it verifies pages only when repairing
+/// after a crash); then flips a bit in the record holding `marker`.
+fn stop_and_damage(daemon: &mut Daemon, marker: &[u8]) {
     daemon.signal(rustix::process::Signal::TERM);
     assert!(daemon.wait_exit(std::time::Duration::from_secs(10)).unwrap().success());
     let db = daemon.data_dir.join("sessions.redb");
@@ -132,6 +127,16 @@ fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
     let at = bytes.windows(marker.len()).position(|w| w == marker).expect("the value is in the database");
     bytes[at + 2] ^= 0x01;
     std::fs::write(&db, &bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_record_is_an_error_and_a_counter_never_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&dir.path().join("d"), None);
+    let marker = b"a value to be damaged on disk";
+    let key = daemon.blocking().create([("v", marker.as_slice())], Expiry::Default).unwrap().key;
+    let other = daemon.blocking().create([("v", "intact")], Expiry::Default).unwrap().key;
+    stop_and_damage(&mut daemon, marker);
 
     daemon.restart();
     let c = daemon.blocking();
@@ -172,13 +177,7 @@ fn a_database_redb_refuses_after_a_crash_is_salvaged_from_its_last_commit_and_th
     let logged_out = c.create([("v", "signed out")], Expiry::Default).unwrap().key;
     c.delete(&logged_out).unwrap();
     drop(c);
-    daemon.signal(rustix::process::Signal::TERM);
-    assert!(daemon.wait_exit(std::time::Duration::from_secs(10)).unwrap().success());
-    let db = daemon.data_dir.join("sessions.redb");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let at = bytes.windows(marker.len()).position(|w| w == marker).expect("the value is in the database");
-    bytes[at + 2] ^= 0x01;
-    std::fs::write(&db, &bytes).unwrap();
+    stop_and_damage(&mut daemon, marker);
 
     // A crash after the damage: the next open makes redb verify every
     // page, and it refuses the whole file. The write acknowledged before
