@@ -214,7 +214,7 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     rustix::fs::sync();
     for s in &mut servers {
-        s.disk_bytes = matches!(s.server.target, Target::Sessiond(_)).then(|| {
+        s.disk_bytes = matches!(s.server.target, Target::Sessiond(_) | Target::SessiondTls { .. }).then(|| {
             let data = s.server.dir.path().join("data");
             ["sessions.redb", "sessions.log"]
                 .iter()

@@ -21,17 +21,24 @@ use std::time::Duration;
 
 use base64::Engine;
 use redis::AsyncCommands;
-use sessiond_client::{Client, Expiry, Options};
+use sessiond_client::{Client, Expiry, Options, TlsFiles};
 
 use crate::workload::Op;
 
 /// Django's SESSION_COOKIE_AGE, for Redis expiries.
 const TTL_SECS: u64 = 1_209_600;
 
-/// Where to send load: `sessiond:PATH`, `redis:PATH` or `echo:PATH`.
+/// Where to send load: `sessiond:PATH`, `sessiond:tls://HOST:PORT`,
+/// `redis:PATH` or `echo:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Sessiond(PathBuf),
+    /// sessiond over TLS, with the client files `sessiond tls init` writes
+    /// in `dir` (by default `sessiond-data/tls`; `--tls-dir` sets it).
+    SessiondTls {
+        url: String,
+        dir: PathBuf,
+    },
     Redis(PathBuf),
     Echo(PathBuf),
 }
@@ -41,10 +48,13 @@ impl std::str::FromStr for Target {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
+            Some(("sessiond", url)) if url.starts_with("tls://") => {
+                Ok(Self::SessiondTls { url: url.to_owned(), dir: PathBuf::from("sessiond-data/tls") })
+            }
             Some(("sessiond", p)) => Ok(Self::Sessiond(p.into())),
             Some(("redis", p)) => Ok(Self::Redis(p.into())),
             Some(("echo", p)) => Ok(Self::Echo(p.into())),
-            _ => Err(format!("{s:?}: expected sessiond:PATH, redis:PATH or echo:PATH")),
+            _ => Err(format!("{s:?}: expected sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH or echo:PATH")),
         }
     }
 }
@@ -53,14 +63,25 @@ impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Sessiond(_) => "sessiond",
+            Self::SessiondTls { .. } => "sessiond-tls",
             Self::Redis(_) => "redis",
             Self::Echo(_) => "echo",
         }
     }
 
+    /// The socket path, or for TLS the directory of the client's files.
     pub fn path(&self) -> &Path {
         match self {
             Self::Sessiond(p) | Self::Redis(p) | Self::Echo(p) => p,
+            Self::SessiondTls { dir, .. } => dir,
+        }
+    }
+
+    /// Takes the TLS client files from `dir` (a TLS target only).
+    pub fn with_tls_dir(self, dir: Option<PathBuf>) -> Self {
+        match (self, dir) {
+            (Self::SessiondTls { url, .. }, Some(dir)) => Self::SessiondTls { url, dir },
+            (other, _) => other,
         }
     }
 }
@@ -91,6 +112,10 @@ impl Store {
         match target {
             Target::Sessiond(path) => {
                 let options = Options::new(path).timeout(Duration::from_secs(30));
+                Ok(Self::Sessiond(Client::connect(options).await?))
+            }
+            Target::SessiondTls { url, dir } => {
+                let options = Options::parse(url, Some(&TlsFiles::in_dir(dir)))?.timeout(Duration::from_secs(30));
                 Ok(Self::Sessiond(Client::connect(options).await?))
             }
             Target::Redis(path) => {

@@ -139,6 +139,8 @@ EXPECTED: dict[str, tuple[int, object]] = {
         m.Write(KEY, [m.Field("_auth_user_id", b"42")], ["cart"], False, None, m.Expiry.idle(3600), m.Owner.set("42")),
     ),
     "WRITTEN": (31, m.Written(6, 1_700_003_600_000)),
+    "CYCLE_AS": (33, m.CycleAs(KEY, SHORT_KEY, "42")),
+    "CYCLED_AS": (33, m.Created(SHORT_KEY, HANDLE, 7, 1_700_003_600_000)),
     "LIST_USER_PAGE": (32, m.ListUserPage("42", 100, None)),
     "USER_PAGE": (
         32,

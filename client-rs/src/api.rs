@@ -365,6 +365,22 @@ macro_rules! operations {
             api::answer!(r, Cycled(c) => c.into())
         }
 
+        /// Moves the session to `new_key`, a key the caller drew (protocol
+        /// version 2), in one atomic step; with `bind_user`, that user
+        /// becomes the owner in the same step. The new key is checked as
+        /// `create_as` checks its key: a key some session has is
+        /// `Error::Server` with `ErrorCode::KeyExists`, and nothing changes.
+        /// `Cluster::cycle` uses it to keep a session on its daemon.
+        pub $($async_)? fn cycle_as(&self, key: &str, new_key: &str, bind_user: Option<&str>) -> Result<Created, Error> {
+            let request = Request::CycleAs(sessiond_protocol::CycleAs {
+                key: key.to_owned(),
+                new_key: new_key.to_owned(),
+                bind_user: bind_user.map(str::to_owned),
+            });
+            let r = self.call(request)$($await_)*?;
+            api::answer!(r, CycledAs(c) => c.into())
+        }
+
         /// Transfer tokens handing the session `key` from `source_host` to
         /// each destination (all other configured sites if empty). With
         /// `state_hash` (SHA-256 of the destination's state cookie), the

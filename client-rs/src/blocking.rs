@@ -2,7 +2,6 @@
 //! over one connection, reconnecting after the daemon restarts.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 
 use parking_lot::Mutex;
 use sessiond_protocol::{
@@ -10,6 +9,7 @@ use sessiond_protocol::{
 };
 
 use crate::api::{self, Created, Session, Written};
+use crate::transport::BlockingStream;
 use crate::{Error, Options};
 
 /// Placeholder until HELLO_OK brings the daemon's limits.
@@ -24,7 +24,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Conn {
-    stream: UnixStream,
+    stream: BlockingStream,
     next_id: u32,
     limits: Limits,
 }
@@ -71,9 +71,7 @@ impl Client {
 
 impl Conn {
     fn open(options: &Options) -> Result<Self, Error> {
-        let stream = UnixStream::connect(&options.socket)?;
-        stream.set_read_timeout(Some(options.timeout))?;
-        stream.set_write_timeout(Some(options.timeout))?;
+        let stream = BlockingStream::connect(&options.endpoint, options.timeout)?;
         let mut conn = Self { stream, next_id: 1, limits: UNKNOWN_LIMITS };
         let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: options.client_name.clone() });
         let answer = conn.exchange(&hello)?;

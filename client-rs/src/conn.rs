@@ -1,4 +1,4 @@
-//! The async client: one Unix connection multiplexed by request id.
+//! The async client: one connection multiplexed by request id.
 //!
 //! A writer task coalesces queued frames into few writes; a reader task
 //! routes each answer to its waiting caller by request id, in whatever
@@ -14,11 +14,10 @@ use sessiond_protocol::{
     Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response, Settings,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{self, Created, Session, Written};
+use crate::transport::{AsyncReader, AsyncWriter, connect_async};
 use crate::{Error, Options};
 
 /// An async sessiond client. Cheap to clone; clones share the connection.
@@ -121,10 +120,8 @@ impl Client {
 
     async fn open(&self) -> Result<Link, Error> {
         let opts = &self.inner.options;
-        let stream = tokio::time::timeout(opts.timeout, UnixStream::connect(&opts.socket))
-            .await
-            .map_err(|_| Error::Timeout)??;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) =
+            tokio::time::timeout(opts.timeout, connect_async(&opts.endpoint)).await.map_err(|_| Error::Timeout)??;
         let (out, out_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         tokio::spawn(write_loop(wr, out_rx));
@@ -194,7 +191,7 @@ impl Client {
     api::operations!(async; .await);
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop(mut wr: AsyncWriter, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = frames.recv().await {
         buf.clear();
@@ -214,7 +211,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(rd: OwnedReadHalf, shared: Arc<Shared>) {
+async fn read_loop(rd: AsyncReader, shared: Arc<Shared>) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut head = [0u8; HEADER_LEN];
     let mut body = Vec::new();

@@ -28,6 +28,42 @@ pub enum Error {
     /// The daemon sent something this client cannot understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The configuration cannot be used (for a `Cluster`: no daemons, or
+    /// ids that are not distinct).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The operating system's random source failed, so no session key
+    /// could be drawn.
+    #[error("cannot draw a session key: {0}")]
+    Random(String),
+    /// A `Cluster` operation that asks every daemon (a user's listing, a
+    /// revocation) got no answer from some of them. What they hold is
+    /// unknown, so no result is given as if it were whole.
+    #[error("{}", incomplete(.failed, *.revoked))]
+    Incomplete {
+        /// The daemons that did not answer, and why.
+        failed: Vec<DaemonFailure>,
+        /// For revocations: how many sessions the daemons that answered
+        /// ended. `None` for listings.
+        revoked: Option<u64>,
+    },
+}
+
+/// One daemon's failure in a `Cluster` operation that asks every daemon.
+#[derive(Debug)]
+pub struct DaemonFailure {
+    /// The daemon's id in the cluster's configuration.
+    pub daemon: String,
+    pub error: Error,
+}
+
+fn incomplete(failed: &[DaemonFailure], revoked: Option<u64>) -> String {
+    let each: Vec<String> = failed.iter().map(|f| format!("{} ({})", f.daemon, f.error)).collect();
+    let mut text = format!("incomplete: no answer from {}", each.join(", "));
+    if let Some(n) = revoked {
+        text.push_str(&format!("; {n} revoked on the daemons that answered"));
+    }
+    text
 }
 
 impl Error {

@@ -26,6 +26,11 @@ pub struct Config {
     /// Group owning the socket (name or number), e.g. the web servers' group.
     pub socket_group: Option<String>,
     pub access: AccessConfig,
+    /// TCP listeners with TLS and client certificates; none by default.
+    pub tls: TlsConfig,
+    /// A plain TCP listener, without TLS or any check of who connects: for
+    /// testing on loopback only (a non-loopback address is refused).
+    pub insecure_plaintext_tcp_for_testing: Option<std::net::SocketAddr>,
     /// Network event-loop threads; 0 means half the cores, at least one.
     pub threads: usize,
     /// Memory budget of the session cache, in bytes; 0 means an eighth of
@@ -55,6 +60,8 @@ impl Default for Config {
             socket_dir_mode: "0750".into(),
             socket_group: None,
             access: AccessConfig::default(),
+            tls: TlsConfig::default(),
+            insecure_plaintext_tcp_for_testing: None,
             threads: 0,
             cache_bytes: 0,
             db_cache_bytes: crate::store::DEFAULT_DB_CACHE_BYTES,
@@ -218,6 +225,43 @@ pub struct AccessConfig {
     pub allowed_gids: Vec<u32>,
 }
 
+/// TCP with TLS 1.3, beside the Unix socket. Every client presents a
+/// certificate signed by `client_ca` and naming (as a DNS subject
+/// alternative name) one of `allow_clients`. Relative paths are taken from
+/// the data directory; `sessiond tls init` writes a CA and a server and a
+/// client certificate for a first setup.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Addresses to listen on, e.g. `["10.0.0.5:7450"]`; empty: no TCP.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signs client certificates (PEM).
+    pub client_ca: PathBuf,
+    /// Client identities admitted: DNS names, or `"*"` for any certificate
+    /// `client_ca` signed. Empty admits none.
+    pub allow_clients: Vec<String>,
+    /// A connection whose handshake has not finished this long after it
+    /// was accepted is closed.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            cert: "tls/server.pem".into(),
+            key: "tls/server.key".into(),
+            client_ca: "tls/ca.pem".into(),
+            allow_clients: Vec::new(),
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
 /// What happens when a user already has `max_sessions_per_user` sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -351,6 +395,21 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "limits.max_inflight, max_batch and max_connections must be positive".into(),
             ));
+        }
+        if self.tls.handshake_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("tls.handshake_timeout_secs must be positive".into()));
+        }
+        if !self.tls.listen.is_empty() && self.tls.allow_clients.is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.listen is set but tls.allow_clients is empty: no client could connect".into(),
+            ));
+        }
+        if let Some(addr) = self.insecure_plaintext_tcp_for_testing {
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::Invalid(format!(
+                    "insecure_plaintext_tcp_for_testing = {addr}: plain TCP is for loopback testing only"
+                )));
+            }
         }
         let e = &self.expiry;
         if e.default_idle_secs == 0 || e.sweep_interval_ms == 0 || e.sweep_batch == 0 {
@@ -539,6 +598,21 @@ mod tests {
     #[test]
     fn empty_file_gives_the_embedded_default() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn plain_tcp_is_for_loopback_only_and_tls_must_admit_someone() {
+        let plain = |addr: &str| Config::from_toml(&format!("insecure_plaintext_tcp_for_testing = {addr:?}\n"));
+        assert!(plain("127.0.0.1:7451").is_ok());
+        assert!(plain("[::1]:7451").is_ok());
+        for open in ["0.0.0.0:7451", "10.0.0.5:7451", "[::]:7451"] {
+            let err = plain(open).unwrap_err().to_string();
+            assert!(err.contains("loopback"), "{open}: {err}");
+        }
+        let err = Config::from_toml("[tls]\nlisten = [\"127.0.0.1:7450\"]\n").unwrap_err().to_string();
+        assert!(err.contains("allow_clients"), "{err}");
+        let tls = Config::from_toml("[tls]\nlisten = [\"127.0.0.1:7450\"]\nallow_clients = [\"web-1\"]\n").unwrap();
+        assert_eq!(tls.tls.client_ca, PathBuf::from("tls/ca.pem"));
     }
 
     #[test]

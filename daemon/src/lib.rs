@@ -22,6 +22,7 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sweeper;
+pub mod tls;
 pub mod tokens;
 pub mod ttl;
 pub mod wal;

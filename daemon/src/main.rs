@@ -48,6 +48,9 @@ struct Args {
 /// Offline tools, for a data directory no daemon is running on.
 #[derive(Debug, clap::Subcommand)]
 enum Tool {
+    /// TLS set-up for the TCP listeners.
+    #[command(subcommand)]
+    Tls(TlsTool),
     /// Verifies the data directory (--data-dir, or the configured one):
     /// redb's integrity check, every record's checksum, the indexes, and
     /// the write-ahead log. Exits 0 if all is well, 1 if not.
@@ -58,6 +61,24 @@ enum Tool {
         /// The new data directory; it must not exist.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TlsTool {
+    /// Writes a CA, a server certificate and a client certificate signed by
+    /// it, and their keys (0600), into DIR (default: <data dir>/tls, where
+    /// the [tls] settings look for them by default). Refuses to overwrite.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// A name the server is reached by (DNS name or IP address); repeat
+        /// for several.
+        #[arg(long = "server-name", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
+        server_names: Vec<String>,
+        /// The client certificate's identity, for tls.allow_clients.
+        #[arg(long, value_name = "NAME", default_value = "sessiond-client")]
+        client_name: String,
     },
 }
 
@@ -109,7 +130,9 @@ fn main() -> ExitCode {
     // Ready: the database is open and repaired, the indexes are built and
     // the socket accepts. Tests and scripts wait for the line; systemd for
     // READY=1 (Type=notify).
-    println!("sessiond ready: listening on {}", server.socket_path().display());
+    let mut listening = vec![server.socket_path().display().to_string()];
+    listening.extend(server.tcp_urls().iter().cloned());
+    println!("sessiond ready: listening on {}", listening.join(" and "));
     notify(&[NotifyState::Ready]);
     let event = loop {
         match server.wait() {
@@ -133,6 +156,24 @@ fn main() -> ExitCode {
 
 fn run_tool(tool: &Tool, data_dir: &std::path::Path) -> ExitCode {
     match tool {
+        Tool::Tls(TlsTool::Init { dir, server_names, client_name }) => {
+            let dir = dir.clone().unwrap_or_else(|| data_dir.join("tls"));
+            match sessiond::tls::init(&dir, server_names, client_name) {
+                Ok(()) => {
+                    println!("wrote {} in {}", sessiond::tls::INIT_FILES.join(", "), dir.display());
+                    println!(
+                        "serve with:\n[tls]\nlisten = [\"127.0.0.1:7450\"]\nallow_clients = [{client_name:?}]\n\
+                         and connect with: sessionctl --socket tls://localhost:7450 --tls-dir {}",
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sessiond tls init: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Tool::Check => match sessiond::salvage::check(data_dir) {
             Ok(report) => {
                 println!("{report}");

@@ -18,7 +18,7 @@ pub struct Timing {
 #[derive(Debug)]
 pub enum Mail {
     /// A newly accepted connection for this loop to own.
-    Conn(mio::net::UnixStream),
+    Conn(crate::net::Stream),
     /// The answer to a queued request (boxed: answers are large, and one
     /// allocation per write is nothing beside its commit).
     Reply { token: usize, generation: u64, request_id: u32, response: Box<Response>, timing: Timing },

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::net::{EventLoop, LoopConfig, PeerPolicy, SocketError, SocketOptions, bind_socket};
+use crate::net::{EventLoop, Listener, LoopConfig, PeerPolicy, SocketError, SocketOptions, bind_socket};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,10 @@ pub enum StartError {
     GeoIp(#[from] crate::geoip::GeoIpError),
     #[error(transparent)]
     Keyring(#[from] crate::tokens::KeyringError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
 }
@@ -51,6 +55,9 @@ pub struct Server {
     /// The bound socket file's (device, inode): shutdown removes the path
     /// only while it is still this file, not one a newer daemon bound there.
     socket_file: Option<(u64, u64)>,
+    /// The TCP listeners as URLs of their bound addresses (a port of 0 in
+    /// the configuration is the one the system chose).
+    tcp: Vec<String>,
     loops: Vec<JoinHandle<()>>,
     mailboxes: Vec<Arc<crate::reply::Mailbox>>,
     shutdown: Arc<AtomicBool>,
@@ -82,9 +89,33 @@ impl Server {
             dir_mode: config.socket_dir_mode()?,
             group: config.socket_group.clone(),
         };
+        // The certificates are read before anything is bound, so a bad one
+        // stops the start with nothing half done.
+        let tls = if config.tls.listen.is_empty() {
+            None
+        } else {
+            Some(crate::tls::TlsServer::load(&config.tls, &config.data_dir)?)
+        };
         // Binding sets the umask, so it happens before any thread starts.
-        let listener = bind_socket(&socket, &options)?;
+        let mut listeners = vec![Listener::Unix(bind_socket(&socket, &options)?)];
         let socket_file = file_id(&socket);
+        let bind_tcp = |addr: std::net::SocketAddr| {
+            mio::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })
+        };
+        let mut tcp = Vec::new();
+        for &addr in &config.tls.listen {
+            let listener = bind_tcp(addr)?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            tcp.push(format!("tls://{bound}"));
+            listeners.push(Listener::Tls(listener, tls.clone().expect("loaded above, as tls.listen is set")));
+        }
+        if let Some(addr) = config.insecure_plaintext_tcp_for_testing {
+            let listener = bind_tcp(addr)?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            tracing::warn!(%bound, "listening on PLAIN TCP, without TLS or any check of who connects: for testing only");
+            tcp.push(format!("tcp://{bound}"));
+            listeners.push(Listener::PlainTcp(listener));
+        }
 
         let (events_tx, events_rx) = mpsc::channel();
         let fatal_tx = events_tx.clone();
@@ -106,6 +137,7 @@ impl Server {
             frame_timeout: Duration::from_secs(limits.frame_timeout_secs),
             peers: PeerPolicy::new(config.access.allowed_uids.clone(), config.access.allowed_gids.clone()),
             max_connections: limits.max_connections,
+            tls_handshake_timeout: Duration::from_secs(config.tls.handshake_timeout_secs),
         };
         let mut loops = (0..config.threads())
             .map(|id| EventLoop::new(id, service.clone(), loop_config.clone(), shutdown.clone()))
@@ -115,7 +147,9 @@ impl Server {
         for l in &mut loops {
             l.set_peers(mailboxes.clone());
         }
-        loops[0].set_listener(listener).map_err(StartError::Thread)?;
+        for listener in listeners {
+            loops[0].add_listener(listener).map_err(StartError::Thread)?;
+        }
         let handles = loops
             .into_iter()
             .enumerate()
@@ -125,6 +159,7 @@ impl Server {
         Ok(Self {
             socket,
             socket_file,
+            tcp,
             loops: handles,
             mailboxes,
             shutdown,
@@ -137,6 +172,12 @@ impl Server {
 
     pub fn socket_path(&self) -> &std::path::Path {
         &self.socket
+    }
+
+    /// The TCP listeners, as `tls://ADDR` (and `tcp://ADDR` for the plain
+    /// one for testing), with the addresses as bound.
+    pub fn tcp_urls(&self) -> &[String] {
+        &self.tcp
     }
 
     /// A sender for events that should stop the server (signal handlers).

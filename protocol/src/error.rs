@@ -39,7 +39,7 @@ pub enum ErrorCode {
     TokenRejected = 13,
     /// The peer's credentials are not allowed to use this daemon.
     Forbidden = 14,
-    /// CREATE_AS proposed a key a session already has: draw another.
+    /// CREATE_AS or CYCLE_AS proposed a key a session already has: draw another.
     KeyExists = 15,
 }
 

@@ -21,7 +21,7 @@ pub use message::*;
 
 /// The newest protocol version this crate speaks; HELLO carries the one a
 /// client wants. Version 2 ("1.1") adds CREATE_AS, WRITE, LIST_USER_PAGE,
-/// KEY_EXISTS and the settings in HELLO_OK to version 1, which a daemon
+/// CYCLE_AS, KEY_EXISTS and the settings in HELLO_OK to version 1, which a daemon
 /// still speaks to clients that ask for it.
 pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest version a daemon of this crate speaks.

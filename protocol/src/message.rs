@@ -31,6 +31,7 @@ pub mod op {
     pub const SET_META: u8 = 0x19;
     pub const CREATE_AS: u8 = 0x1A;
     pub const WRITE: u8 = 0x1B;
+    pub const CYCLE_AS: u8 = 0x1C;
     pub const LIST_USER: u8 = 0x20;
     pub const REVOKE: u8 = 0x21;
     pub const REVOKE_USER: u8 = 0x22;
@@ -61,6 +62,7 @@ pub mod op {
     pub const META_SET: u8 = REPLY | SET_META;
     pub const CREATED_AS: u8 = REPLY | CREATE_AS;
     pub const WRITTEN: u8 = REPLY | WRITE;
+    pub const CYCLED_AS: u8 = REPLY | CYCLE_AS;
     pub const USER_SESSIONS: u8 = REPLY | LIST_USER;
     pub const REVOKED: u8 = REPLY | REVOKE;
     pub const USER_REVOKED: u8 = REPLY | REVOKE_USER;
@@ -297,6 +299,19 @@ wire_struct! {
     /// its owner, in the same step (what a login does).
     pub struct Cycle {
         pub key: String,
+        pub bind_user: Option<String>,
+    }
+}
+
+wire_struct! {
+    /// CYCLE with the new key proposed by the caller (protocol version 2),
+    /// so a client that places sessions by key (`Cluster`) keeps the session
+    /// on the daemon it lives on. The new key is checked as CREATE_AS checks
+    /// its key: base64url of 16 to 64 bytes, KEY_EXISTS if any session has
+    /// it (the session's own key included).
+    pub struct CycleAs {
+        pub key: String,
+        pub new_key: String,
         pub bind_user: Option<String>,
     }
 }
@@ -770,6 +785,7 @@ message_enum! {
         SetMeta(SetMeta) = op::SET_META, "SET_META";
         CreateAs(CreateAs) = op::CREATE_AS, "CREATE_AS";
         Write(Write) = op::WRITE, "WRITE";
+        CycleAs(CycleAs) = op::CYCLE_AS, "CYCLE_AS";
         ListUser(ListUser) = op::LIST_USER, "LIST_USER";
         ListUserPage(ListUserPage) = op::LIST_USER_PAGE, "LIST_USER_PAGE";
         Revoke(Revoke) = op::REVOKE, "REVOKE";
@@ -803,6 +819,7 @@ message_enum! {
         MetaSet(Written) = op::META_SET, "META_SET";
         CreatedAs(Created) = op::CREATED_AS, "CREATED_AS";
         Written(Written) = op::WRITTEN, "WRITTEN";
+        CycledAs(Created) = op::CYCLED_AS, "CYCLED_AS";
         UserSessions(UserSessions) = op::USER_SESSIONS, "USER_SESSIONS";
         UserPage(UserPage) = op::USER_PAGE, "USER_PAGE";
         Revoked(RevokedOk) = op::REVOKED, "REVOKED";

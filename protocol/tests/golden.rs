@@ -212,6 +212,25 @@ fn vectors() -> Vec<(&'static str, u32, Message)> {
             })),
         ),
         ("WRITTEN", 31, Resp(Response::Written(Written { version: 6, expires_at_ms: 1_700_003_600_000 }))),
+        (
+            "CYCLE_AS",
+            33,
+            Req(Request::CycleAs(CycleAs {
+                key: key(),
+                new_key: "AAECAwQFBgcICQoLDA0ODw".into(),
+                bind_user: Some("42".into()),
+            })),
+        ),
+        (
+            "CYCLED_AS",
+            33,
+            Resp(Response::CycledAs(Created {
+                key: "AAECAwQFBgcICQoLDA0ODw".into(),
+                handle: handle(),
+                version: 7,
+                expires_at_ms: 1_700_003_600_000,
+            })),
+        ),
         ("LIST_USER_PAGE", 32, Req(Request::ListUserPage(ListUserPage { user: "42".into(), limit: 100, after: None }))),
         (
             "USER_PAGE",

@@ -10,18 +10,32 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use sessiond_client::blocking::Client;
-use sessiond_client::{Error, ErrorCode, Expiry, Meta, Options, Session, SessionInfo};
+use sessiond_client::{Error, ErrorCode, Expiry, Meta, Options, Session, SessionInfo, TlsFiles};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_NOT_FOUND: u8 = 3;
 const EXIT_REJECTED: u8 = 4;
 
 #[derive(Debug, Parser)]
-#[command(name = "sessionctl", version, about = "Administer a sessiond daemon over its Unix socket")]
+#[command(name = "sessionctl", version, about = "Administer a sessiond daemon over its Unix socket or TLS")]
 struct Cli {
-    /// The daemon's socket.
-    #[arg(long, env = "SESSIOND_SOCKET", default_value = "sessiond-data/sessiond.sock", value_name = "PATH")]
-    socket: PathBuf,
+    /// The daemon: a socket path (or unix:PATH), or tls://HOST:PORT with
+    /// --tls-dir or the three --tls-* files.
+    #[arg(long, env = "SESSIOND_SOCKET", default_value = "sessiond-data/sessiond.sock", value_name = "URL")]
+    socket: String,
+    /// A directory with ca.pem, client.pem and client.key, as `sessiond tls
+    /// init` writes them.
+    #[arg(long, env = "SESSIOND_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// The CA that signed the daemon's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"], conflicts_with = "tls_dir")]
+    tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This client's key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -262,8 +276,17 @@ fn parse_field(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let options = Options::new(&cli.socket).timeout(Duration::from_secs(cli.timeout));
-    let result = Client::connect(options).and_then(|client| run(&client, cli.command, cli.json));
+    let tls = match (&cli.tls_dir, &cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+        (Some(dir), ..) => Some(TlsFiles::in_dir(dir)),
+        (None, Some(ca), Some(cert), Some(key)) => {
+            Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+        }
+        _ => None,
+    };
+    let result = Options::parse(&cli.socket, tls.as_ref())
+        .map(|o| o.timeout(Duration::from_secs(cli.timeout)))
+        .and_then(Client::connect)
+        .and_then(|client| run(&client, cli.command, cli.json));
     match result {
         Ok(code) => code,
         Err(Error::NotFound) => {

@@ -49,6 +49,9 @@ pub struct Daemon {
     pub child: Child,
     pub data_dir: PathBuf,
     pub socket: PathBuf,
+    /// Every address the daemon said it listens on: the socket, then
+    /// `tls://ADDR` and `tcp://ADDR` listeners, as bound.
+    pub listening: Vec<String>,
     config: Option<PathBuf>,
     stderr_log: PathBuf,
     env: Vec<(String, String)>,
@@ -88,8 +91,10 @@ impl Daemon {
         cmd.env("RUST_LOG", std::env::var("SESSIOND_TEST_LOG").unwrap_or_else(|_| "info".into()));
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn sessiond");
-        wait_ready(&mut child, &stderr_log);
-        Self { child, data_dir, socket, config, stderr_log, env }
+        let ready = wait_ready(&mut child, &stderr_log);
+        let listening =
+            ready.trim_start_matches("sessiond ready: listening on ").split(" and ").map(String::from).collect();
+        Self { child, data_dir, socket, listening, config, stderr_log, env }
     }
 
     /// Starts another daemon on the same data directory and config.
@@ -110,6 +115,11 @@ impl Daemon {
 
     pub fn blocking(&self) -> sessiond_client::blocking::Client {
         sessiond_client::blocking::Client::connect(self.options()).expect("connect")
+    }
+
+    /// The first listener whose URL starts with `scheme` (`tls://`, `tcp://`).
+    pub fn url(&self, scheme: &str) -> String {
+        self.listening.iter().find(|u| u.starts_with(scheme)).cloned().unwrap_or_else(|| panic!("no {scheme} listener"))
     }
 
     /// SIGKILL, then reap.
@@ -250,19 +260,20 @@ pub fn rss_bytes(pid: u32) -> u64 {
 
 /// Reads the child's stdout until the readiness line, or fails the test
 /// with the daemon's log if it exits or takes too long.
-fn wait_ready(child: &mut Child, stderr_log: &Path) {
+/// Waits for the daemon's ready line, and returns it.
+fn wait_ready(child: &mut Child, stderr_log: &Path) -> String {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next() {
             if line.starts_with("sessiond ready") {
-                let _ = tx.send(());
+                let _ = tx.send(line);
             }
         }
     });
     match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(()) => {}
+        Ok(line) => line,
         Err(_) => {
             let _ = child.kill();
             let status = child.wait();
@@ -275,7 +286,7 @@ fn wait_ready(child: &mut Child, stderr_log: &Path) {
 }
 
 /// Runs `sessionctl` against `socket`; returns (exit code, stdout, stderr).
-pub fn sessionctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
+pub fn sessionctl(socket: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary("sessionctl"))
         .arg("--socket")
         .arg(socket)

@@ -1,5 +1,6 @@
 //! Protocol version 2 ("1.1") against the real daemon: keys proposed by
-//! the caller (never adopted any other way), data, expiry and owner in one
+//! the caller, to create a session or to move one (CYCLE_AS), never adopted
+//! any other way, nor taken from a session that has them; data, expiry and owner in one
 //! WRITE, the settings in HELLO_OK, listings a page at a time; and a
 //! version 1 client still served.
 
@@ -168,4 +169,65 @@ async fn a_listing_comes_a_page_at_a_time_in_the_same_order() {
     assert_eq!(paged, whole, "the pages, in order, are the listing");
     let bad = c.list_user_page("alice", 10, Some("nonsense")).await.unwrap_err();
     assert_eq!(bad.code(), Some(ErrorCode::BadRequest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_to_a_proposed_key_moves_the_session_once_and_never_takes_a_key_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), None);
+    let c = daemon.client().await;
+    let first = c.create([("cart", "3")], Expiry::IdleSecs(1800)).await.unwrap();
+    let cycled = c.cycle_as(&first.key, PROPOSED, None).await.unwrap();
+    assert_eq!((cycled.key.as_str(), &cycled.handle, cycled.version), (PROPOSED, &first.handle, 2));
+    assert_eq!(c.get(PROPOSED).await.unwrap().fields["cart"], b"3");
+    assert!(matches!(c.get(&first.key).await, Err(Error::NotFound)), "the old key is gone");
+    assert!(!c.exists(&first.key).await.unwrap());
+
+    // A collision is refused and changes nothing, on either session; so is
+    // the session's own key, and one too short to carry 128 bits.
+    let other = c.create([("cart", "9")], Expiry::Default).await.unwrap();
+    let taken = c.cycle_as(&other.key, PROPOSED, None).await.unwrap_err();
+    assert_eq!(taken.code(), Some(ErrorCode::KeyExists), "{taken:?}");
+    let own = c.cycle_as(&other.key, &other.key, None).await.unwrap_err();
+    assert_eq!(own.code(), Some(ErrorCode::KeyExists), "{own:?}");
+    let s = c.get(&other.key).await.unwrap();
+    assert_eq!((s.fields["cart"].as_slice(), s.version), (&b"9"[..], 1));
+    let s = c.get(PROPOSED).await.unwrap();
+    assert_eq!((s.fields["cart"].as_slice(), s.version, s.handle), (&b"3"[..], 2, first.handle.clone()));
+    let short = c.cycle_as(&other.key, "AAECAwQFBgcICQoLDA0O", None).await.unwrap_err();
+    assert_eq!(short.code(), Some(ErrorCode::BadKey));
+
+    // An unknown key: NOT_FOUND, and the proposed key is not created.
+    let fresh = "CAECAwQFBgcICQoLDA0ODw";
+    assert!(matches!(c.cycle_as("BBECAwQFBgcICQoLDA0ODw", fresh, None).await, Err(Error::NotFound)));
+    assert!(!c.exists(fresh).await.unwrap());
+
+    // With a user: login in the same step.
+    let login = c.cycle_as(&other.key, fresh, Some("42")).await.unwrap();
+    assert_eq!(login.key, fresh);
+    assert_eq!(c.get(fresh).await.unwrap().user.as_deref(), Some("42"));
+    assert_eq!(c.list_user("42").await.unwrap().len(), 1);
+    let sessions = c.stats().await.unwrap().into_iter().find(|s| s.name == "sessions").unwrap().value;
+    assert_eq!(sessions, 2, "cycles made no sessions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proposed_key_evicts_nobody_under_the_per_user_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[users]\nmax_sessions_per_user = 1\nlimit_policy = \"evict_oldest\"\n";
+    let daemon = Daemon::start(&dir.path().join("d"), Some(config));
+    let c = daemon.client().await;
+    let owned = c.create_with_meta([("a", "1")], Expiry::Default, Meta { user: Some("42".into()), ..Meta::default() });
+    let owned = owned.await.unwrap();
+    let anonymous = c.create([("b", "2")], Expiry::Default).await.unwrap();
+    // A login into a key in use: refused before the limit would evict the
+    // user's other session.
+    let refused = c.cycle_as(&anonymous.key, &owned.key, Some("42")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::KeyExists), "{refused:?}");
+    assert!(c.exists(&owned.key).await.unwrap(), "nobody evicted");
+    assert!(c.exists(&anonymous.key).await.unwrap());
+    // With a free key, the limit does its work.
+    c.cycle_as(&anonymous.key, PROPOSED, Some("42")).await.unwrap();
+    assert!(!c.exists(&owned.key).await.unwrap(), "the older session made room");
+    assert_eq!(c.list_user("42").await.unwrap().len(), 1);
 }

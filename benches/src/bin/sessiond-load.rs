@@ -27,10 +27,14 @@ struct Cli {
 enum Command {
     /// Measure one target.
     Run {
-        /// sessiond:PATH, redis:PATH or echo:PATH (an echo server this tool
-        /// starts on PATH).
+        /// sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH or echo:PATH
+        /// (an echo server this tool starts on PATH).
         #[arg(long)]
         target: Target,
+        /// For a TLS target: the directory with ca.pem, client.pem and
+        /// client.key (default: sessiond-data/tls).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "get")]
         workload: Workload,
         #[arg(long, default_value_t = 50)]
@@ -120,6 +124,7 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
     match command {
         Command::Run {
             target,
+            tls_dir,
             workload,
             connections,
             pipeline,
@@ -129,6 +134,7 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
             server_pid,
             json,
         } => {
+            let target = target.with_tls_dir(tls_dir);
             let echo = match &target {
                 Target::Echo(path) => {
                     Some(sessiond_bench::echo::spawn(path, sessiond_bench::echo::response_len(fields, value_size))?)

@@ -19,6 +19,7 @@ __all__ = [
     "CreateAs",
     "Created",
     "Cycle",
+    "CycleAs",
     "DeletedOk",
     "Empty",
     "ErrorBody",
@@ -403,6 +404,13 @@ class KeyOnly:
 @wire_struct
 class Cycle:
     key: str = field(STRING)
+    bind_user: str | None = field(_OPT_STRING)
+
+
+@wire_struct
+class CycleAs:
+    key: str = field(STRING)
+    new_key: str = field(STRING)
     bind_user: str | None = field(_OPT_STRING)
 
 

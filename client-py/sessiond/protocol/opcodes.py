@@ -33,6 +33,7 @@ class Opcode(enum.IntEnum):
     SET_META = 0x19
     CREATE_AS = 0x1A
     WRITE = 0x1B
+    CYCLE_AS = 0x1C
     LIST_USER = 0x20
     REVOKE = 0x21
     REVOKE_USER = 0x22
@@ -61,6 +62,7 @@ class Opcode(enum.IntEnum):
     META_SET = REPLY | SET_META
     CREATED_AS = REPLY | CREATE_AS
     WRITTEN = REPLY | WRITE
+    CYCLED_AS = REPLY | CYCLE_AS
     USER_SESSIONS = REPLY | LIST_USER
     REVOKED = REPLY | REVOKE
     USER_REVOKED = REPLY | REVOKE_USER
@@ -91,6 +93,7 @@ BODY: dict[Opcode, type] = {
     Opcode.SET_META: m.SetMeta,
     Opcode.CREATE_AS: m.CreateAs,
     Opcode.WRITE: m.Write,
+    Opcode.CYCLE_AS: m.CycleAs,
     Opcode.LIST_USER: m.ListUser,
     Opcode.REVOKE: m.Revoke,
     Opcode.REVOKE_USER: m.RevokeUser,
@@ -118,6 +121,7 @@ BODY: dict[Opcode, type] = {
     Opcode.META_SET: m.Written,
     Opcode.CREATED_AS: m.Created,
     Opcode.WRITTEN: m.Written,
+    Opcode.CYCLED_AS: m.Created,
     Opcode.USER_SESSIONS: m.UserSessions,
     Opcode.REVOKED: m.RevokedOk,
     Opcode.USER_REVOKED: m.RevokedOk,

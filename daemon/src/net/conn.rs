@@ -1,11 +1,12 @@
 //! One client connection: its buffers and framing state. No policy here;
 //! the event loop decides when to read, dispatch, flush and close.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::time::Instant;
 
-use mio::net::UnixStream;
 use sessiond_protocol::{ErrorCode, HEADER_LEN, Request, Response, decode_frame};
+
+use super::transport::Stream;
 
 const INITIAL_READ_BUF: usize = 4096;
 /// A buffer that grew past this for a large frame or answer is given back
@@ -40,7 +41,9 @@ pub(super) enum Incoming {
 
 #[derive(Debug)]
 pub(super) struct Conn {
-    pub stream: UnixStream,
+    pub stream: Stream,
+    /// When the connection was accepted: for the TLS handshake timeout.
+    pub opened: Instant,
     /// Distinguishes this connection from earlier ones in the same slot, so
     /// a late answer for a closed connection is never sent to a new one.
     pub generation: u64,
@@ -84,9 +87,10 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream, generation: u64) -> Self {
+    pub fn new(stream: Stream, generation: u64) -> Self {
         Self {
             stream,
+            opened: Instant::now(),
             generation,
             rbuf: vec![0; INITIAL_READ_BUF],
             lo: 0,
@@ -141,7 +145,7 @@ impl Conn {
             Ok(n) => {
                 self.hi += n;
                 self.last_activity = Instant::now();
-                Ok(ReadOutcome::Data { drained: n < space })
+                Ok(ReadOutcome::Data { drained: n < space && self.stream.short_read_drains() })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data { drained: false }),
@@ -189,6 +193,12 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// Every answer has left, including bytes the stream itself still
+    /// holds (TLS records).
+    pub fn all_sent(&self) -> bool {
+        self.output_pending() == 0 && !self.stream.holds_output()
+    }
+
     /// Writes as much output as the socket takes. Returns true when all of
     /// it is written.
     pub fn flush(&mut self) -> io::Result<bool> {
@@ -208,14 +218,27 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        // The stream's own bytes (TLS records) must leave too before the
+        // answers count as delivered.
+        if !self.stream.flush()? {
+            if self.wpos > start || self.write_stalled_since.is_none() {
+                self.write_stalled_since = Some(Instant::now());
+            }
+            self.release_wbuf();
+            return Ok(false);
+        }
         self.write_stalled_since = None;
+        self.release_wbuf();
+        Ok(true)
+    }
+
+    fn release_wbuf(&mut self) {
         if self.wbuf.capacity() > KEEP_BUF {
             self.wbuf = Vec::new();
         } else {
             self.wbuf.clear();
         }
         self.wpos = 0;
-        Ok(true)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::{UnixListener, UnixStream};
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use sessiond_protocol::{ErrorCode, Request, Response};
 use slab::Slab;
@@ -13,12 +13,28 @@ use slab::Slab;
 use super::conn::{Conn, Incoming, ReadOutcome, read_capacity};
 use super::refusals::Refusals;
 use super::socket::PeerPolicy;
+use super::transport::Stream;
 use crate::reply::{Mail, Mailbox, ReplyTo, Timing};
 use crate::service::{Outcome, Service};
 use crate::stats::Stats;
+use crate::tls::TlsServer;
 
 const WAKER: Token = Token(usize::MAX);
-const LISTENER: Token = Token(usize::MAX - 1);
+/// Listener `i` has the token `usize::MAX - 1 - i`; connections count up
+/// from 0, so the two never meet.
+const FIRST_LISTENER: usize = usize::MAX - 1;
+
+/// A socket the daemon accepts connections on. Every kind feeds the same
+/// loops, with the same framing, limits and timeouts.
+#[derive(Debug)]
+pub enum Listener {
+    /// Admits peers by their credentials (`LoopConfig::peers`).
+    Unix(UnixListener),
+    /// Admits clients by their certificate (`TlsServer::allow`).
+    Tls(TcpListener, TlsServer),
+    /// Admits anyone who reaches it: for loopback testing only.
+    PlainTcp(TcpListener),
+}
 
 /// How often connections are checked for the idle and frame timeouts.
 const TIMER_TICK: Duration = Duration::from_millis(250);
@@ -43,6 +59,9 @@ pub struct LoopConfig {
     pub frame_timeout: Duration,
     pub peers: PeerPolicy,
     pub max_connections: usize,
+    /// A TLS connection not through its handshake this long after it was
+    /// accepted is closed.
+    pub tls_handshake_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -52,7 +71,7 @@ pub struct EventLoop {
     mailbox: Arc<Mailbox>,
     /// Every loop's mailbox, this one included; used by the listener's loop.
     peers: Vec<Arc<Mailbox>>,
-    listener: Option<UnixListener>,
+    listeners: Vec<Listener>,
     conns: Slab<Conn>,
     next_generation: u64,
     next_peer: usize,
@@ -74,7 +93,7 @@ impl EventLoop {
             poll,
             mailbox: Arc::new(Mailbox::new(waker)),
             peers: Vec::new(),
-            listener: None,
+            listeners: Vec::new(),
             conns: Slab::new(),
             next_generation: 0,
             next_peer: 0,
@@ -94,9 +113,14 @@ impl EventLoop {
         self.peers = peers;
     }
 
-    pub fn set_listener(&mut self, mut listener: UnixListener) -> io::Result<()> {
-        self.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        self.listener = Some(listener);
+    pub fn add_listener(&mut self, mut listener: Listener) -> io::Result<()> {
+        let token = Token(FIRST_LISTENER - self.listeners.len());
+        let registry = self.poll.registry();
+        match &mut listener {
+            Listener::Unix(l) => registry.register(l, token, Interest::READABLE)?,
+            Listener::Tls(l, _) | Listener::PlainTcp(l) => registry.register(l, token, Interest::READABLE)?,
+        }
+        self.listeners.push(listener);
         Ok(())
     }
 
@@ -116,7 +140,9 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    LISTENER => self.accept_all(),
+                    Token(t) if FIRST_LISTENER.wrapping_sub(t) < self.listeners.len() => {
+                        self.accept_all(FIRST_LISTENER - t);
+                    }
                     Token(t) => {
                         if let Some(conn) = self.conns.get_mut(t) {
                             conn.readable = true;
@@ -154,8 +180,12 @@ impl EventLoop {
     /// Stops accepting and reading; connections close once their in-flight
     /// requests are answered and flushed.
     fn begin_drain(&mut self) {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for mut listener in self.listeners.drain(..) {
+            let registry = self.poll.registry();
+            let _ = match &mut listener {
+                Listener::Unix(l) => registry.deregister(l),
+                Listener::Tls(l, _) | Listener::PlainTcp(l) => registry.deregister(l),
+            };
         }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for t in tokens {
@@ -182,8 +212,15 @@ impl EventLoop {
             // A client that reads none of its answers is never idle (they
             // are pending), so the write timeout is what ends it.
             let stuck = conn.write_stalled_since.is_some_and(|t| now.duration_since(t) >= self.config.write_timeout);
+            // A handshake costs a little memory until it ends: a client
+            // that starts one and stalls is closed.
+            let handshake =
+                conn.stream.handshaking() && now.duration_since(conn.opened) >= self.config.tls_handshake_timeout;
             // A connection part-way through a frame is a slow sender, not idle.
-            if slow {
+            if handshake {
+                Stats::add(&stats.limit_tls_handshake_closed, 1);
+                expired.push(token);
+            } else if slow {
                 Stats::add(&stats.limit_frame_timeout_closed, 1);
                 expired.push(token);
             } else if stuck {
@@ -200,14 +237,28 @@ impl EventLoop {
         }
     }
 
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, index: usize) {
         loop {
-            let accepted = match &self.listener {
-                Some(listener) => listener.accept(),
-                None => return,
+            let accepted = match &self.listeners[index] {
+                Listener::Unix(l) => l.accept().map(|(s, _)| Some(Stream::Unix(s))),
+                Listener::PlainTcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Some(Stream::Tcp(s))
+                }),
+                Listener::Tls(l, server) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    match rustls::ServerConnection::new(server.config.clone()) {
+                        Ok(session) => Some(Stream::tls(s, session, server.allow.clone())),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot start a TLS session");
+                            None
+                        }
+                    }
+                }),
             };
             match accepted {
-                Ok((stream, _)) => self.place(stream),
+                Ok(Some(stream)) => self.place(stream),
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -222,9 +273,14 @@ impl EventLoop {
 
     /// Admits a new connection to a loop, round-robin, or refuses it at the
     /// connection limit with a BUSY frame.
-    fn place(&mut self, stream: UnixStream) {
+    fn place(&mut self, stream: Stream) {
         let stats = self.service.stats();
-        if let Err(refused) = self.config.peers.check(&stream) {
+        if let Err(refused) = match &stream {
+            Stream::Unix(s) => self.config.peers.check(s),
+            // TLS admits by certificate, after the handshake; plain TCP is
+            // for loopback testing and admits anyone.
+            Stream::Tcp(_) | Stream::Tls(_) => Ok(()),
+        } {
             if self.refusals.refused(refused.uid, Instant::now()) {
                 tracing::warn!(why = %refused.why, "refused a connection (more from this user are counted, and logged every 10 s)");
             }
@@ -250,7 +306,7 @@ impl EventLoop {
         }
     }
 
-    fn register(&mut self, mut stream: UnixStream) {
+    fn register(&mut self, mut stream: Stream) {
         let entry = self.conns.vacant_entry();
         let token = entry.key();
         if let Err(e) = self.poll.registry().register(&mut stream, Token(token), Interest::READABLE) {
@@ -371,8 +427,7 @@ impl EventLoop {
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "read failed; closing the connection");
-                    self.close(token);
+                    self.read_failed(token, &e);
                     return;
                 }
             }
@@ -495,7 +550,7 @@ impl EventLoop {
     /// answer sent.
     fn finish(&mut self, token: usize) {
         let conn = &self.conns[token];
-        if conn.output_pending() == 0 && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
+        if conn.all_sent() && conn.inflight == 0 && (conn.closing || conn.peer_eof) {
             self.close(token);
         }
     }
@@ -522,18 +577,40 @@ impl EventLoop {
         }
     }
 
+    /// Closes a connection whose stream failed; a TLS client turned away
+    /// for its certificate, or a failed handshake, is counted (and the
+    /// former logged, at a bounded rate).
+    fn read_failed(&mut self, token: usize, e: &io::Error) {
+        let stats = self.service.stats();
+        let tls = matches!(self.conns[token].stream, Stream::Tls(_));
+        match e.kind() {
+            io::ErrorKind::PermissionDenied if tls => {
+                Stats::add(&stats.connections_forbidden, 1);
+                if self.refusals.refused(None, Instant::now()) {
+                    tracing::warn!(why = %e, "refused a TLS client (more are counted, and logged every 10 s)");
+                }
+            }
+            io::ErrorKind::InvalidData if tls && self.conns[token].stream.handshaking() => {
+                Stats::add(&stats.tls_handshakes_failed, 1);
+                tracing::debug!(error = %e, "TLS handshake failed; closing the connection");
+            }
+            _ => tracing::debug!(error = %e, "read failed; closing the connection"),
+        }
+        self.close(token);
+    }
+
     fn forget_connection(&self) {
         self.service.stats().connections_active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Turns a connection away with a parting error (request id 0), counted.
-fn refuse(stream: &UnixStream, counter: &std::sync::atomic::AtomicU64, code: ErrorCode, message: &str) {
+fn refuse(stream: &Stream, counter: &std::sync::atomic::AtomicU64, code: ErrorCode, message: &str) {
     Stats::add(counter, 1);
     let mut out = Vec::new();
     Response::error(code, message).encode_frame(0, &mut out);
     // Best effort: the connection ends either way.
-    let _ = io::Write::write(&mut &*stream, &out);
+    stream.write_parting(&out);
 }
 
 fn count_error(stats: &Stats, response: &Response) {

@@ -11,6 +11,9 @@ mod conn;
 mod event_loop;
 mod refusals;
 mod socket;
+mod transport;
 
+pub use event_loop::Listener;
 pub use event_loop::{EventLoop, LoopConfig};
 pub use socket::{PeerPolicy, SocketError, SocketOptions, bind_socket};
+pub use transport::Stream;

@@ -16,8 +16,8 @@ use sessiond_protocol::{
     Replace, Request, Response, SessionBodyRef, SessionHandle, SessionInfo, SessionKey, SetExpiry, StatsOk, Written,
 };
 use sessiond_protocol::{
-    CreateAs, Cycle, ListUser, ListUserPage, MIN_PROTOCOL_VERSION, Owner, Revoke, RevokeUser, SetMeta, Settings,
-    UserPage, UserSessions, Write,
+    CreateAs, Cycle, CycleAs, ListUser, ListUserPage, MIN_PROTOCOL_VERSION, Owner, Revoke, RevokeUser, SetMeta,
+    Settings, UserPage, UserSessions, Write,
 };
 
 use crate::aliases::AliasIndex;
@@ -191,6 +191,12 @@ impl Service {
             Request::Cycle(Cycle { key, bind_user }) => Routed::Write(Op::Cycle {
                 key: parse_key(&key)?,
                 bind_user: bind_user.map(|u| check_user(&u).map(|()| u)).transpose()?,
+                proposed: None,
+            }),
+            Request::CycleAs(CycleAs { key, new_key, bind_user }) => Routed::Write(Op::Cycle {
+                key: parse_key(&key)?,
+                bind_user: bind_user.map(|u| check_user(&u).map(|()| u)).transpose()?,
+                proposed: Some((new_key.clone(), parse_key(&new_key)?)),
             }),
             Request::SetMeta(SetMeta { key, ip, user_agent }) => Routed::Write(Op::SetMeta {
                 key: parse_key(&key)?,

@@ -21,6 +21,10 @@ fn not_found() -> Response {
     Response::error(ErrorCode::NotFound, "no such session")
 }
 
+fn key_exists() -> Response {
+    Response::error(ErrorCode::KeyExists, "a session has this key; propose another")
+}
+
 fn conflict(expected: u64, found: u64) -> Response {
     Response::error(ErrorCode::VersionConflict, format!("expected version {expected}, found {found}"))
 }
@@ -63,7 +67,7 @@ impl Applier<'_> {
                     // Taken by a live or an expired session, or an alias:
                     // never merged, never adopted.
                     if batch.taken(*id)? {
-                        return Ok(Response::error(ErrorCode::KeyExists, "a session has this key; propose another"));
+                        return Ok(key_exists());
                     }
                 }
                 if let Some(user) = &meta.user {
@@ -106,7 +110,7 @@ impl Applier<'_> {
                 batch.remove_session(key)?;
                 Ok(Response::Deleted(DeletedOk { existed }))
             }
-            Op::Cycle { key, bind_user } => self.cycle(batch, *key, bind_user.as_deref()),
+            Op::Cycle { key, bind_user, proposed } => self.cycle(batch, *key, bind_user.as_deref(), proposed.as_ref()),
             Op::SetExpiry { key, expiry } => {
                 let key = batch.resolve(*key)?;
                 let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
@@ -205,24 +209,45 @@ impl Applier<'_> {
     /// Moves a live session to a fresh key, keeping its data, handle and
     /// metadata; with `bind_user`, makes that user its owner in the same step.
     /// Cycling one of a session's other keys (an alias) replaces just that key.
-    fn cycle(&self, batch: &mut Batch<'_>, key: SessionKey, bind_user: Option<&str>) -> Applied {
+    /// CYCLE_AS brings the new key (`proposed`), refused as CREATE_AS refuses
+    /// one if any session has it.
+    fn cycle(
+        &self,
+        batch: &mut Batch<'_>,
+        key: SessionKey,
+        bind_user: Option<&str>,
+        proposed: Option<&(String, SessionKey)>,
+    ) -> Applied {
         let primary = batch.resolve(key)?;
         if primary != key {
-            return self.cycle_alias(batch, key, primary, bind_user);
+            return self.cycle_alias(batch, key, primary, bind_user, proposed);
         }
         let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
         let owner = slot.record.as_ref().and_then(|r| r.user.clone());
+        // Before making room: a refused key must change nothing, and the
+        // evict-oldest policy would end other sessions.
+        if let Some((_, id)) = proposed {
+            if batch.taken(*id)? {
+                return Ok(key_exists());
+            }
+        }
         if let Some(user) = bind_user {
             // The session being rotated is not counted: it is about to move.
             or_answer!(self.make_room(batch, user, Some(key)));
         }
-        let (new_key, new_id) = or_answer!(batch.fresh_key());
+        let (new_key, new_id) = match proposed {
+            Some((text, id)) => (text.clone(), *id),
+            None => {
+                let (key, id) = or_answer!(batch.fresh_key());
+                (key.encode(), id)
+            }
+        };
         let mut record = batch.remove_session(key)?.expect("live session");
         record.user = bind_user.map(str::to_owned).or(owner);
         record.mark_modified(batch.now, self.config.rules);
-        let answer = created(new_key.encode(), &record);
+        let answer = created(new_key, &record);
         batch.insert_session(new_id, record)?;
-        Ok(Response::Cycled(answer))
+        Ok(if proposed.is_some() { Response::CycledAs(answer) } else { Response::Cycled(answer) })
     }
 
     fn cycle_alias(
@@ -231,6 +256,7 @@ impl Applier<'_> {
         alias: SessionKey,
         primary: SessionKey,
         bind: Option<&str>,
+        proposed: Option<&(String, SessionKey)>,
     ) -> Applied {
         let Some(slot) = batch.live(primary)? else { return Ok(not_found()) };
         let owner = slot.record.as_ref().and_then(|r| r.user.clone());
@@ -239,14 +265,22 @@ impl Applier<'_> {
             // other sites see: a session has one owner.
             return Ok(Response::error(ErrorCode::BadRequest, "this key's session belongs to another user"));
         }
-        let (new_key, new_id) = or_answer!(batch.fresh_key());
+        let (new_key, new_id) = match proposed {
+            Some((_, id)) if batch.taken(*id)? => return Ok(key_exists()),
+            Some((text, id)) => (text.clone(), *id),
+            None => {
+                let (key, id) = or_answer!(batch.fresh_key());
+                (key.encode(), id)
+            }
+        };
         batch.drop_alias(primary, alias)?;
         batch.add_alias(primary, new_id)?;
         let now = batch.now;
         let slot = batch.slot(primary)?;
         let record = slot.record.as_mut().expect("live above");
         record.mark_modified(now, self.config.rules);
-        Ok(Response::Cycled(created(new_key.encode(), record)))
+        let answer = created(new_key, record);
+        Ok(if proposed.is_some() { Response::CycledAs(answer) } else { Response::Cycled(answer) })
     }
 
     /// Redeems a transfer token whose envelope and claims the service has

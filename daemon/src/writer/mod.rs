@@ -100,6 +100,8 @@ pub enum Op {
     Cycle {
         key: SessionKey,
         bind_user: Option<String>,
+        /// CYCLE_AS: the new key the caller proposed, as sent, and its id.
+        proposed: Option<(String, SessionKey)>,
     },
     /// `None` leaves a value as it is.
     SetMeta {
@@ -186,6 +188,7 @@ impl Op {
                     set.iter().map(|f| f.name.len() + f.value.len() + 8).sum::<usize>()
                         + remove.iter().map(|r| r.len() + 8).sum::<usize>()
                 }
+                // A proposed key (CYCLE_AS) is at most 86 bytes: overhead.
                 Op::Cycle { bind_user, .. } => text(bind_user),
                 Op::SetMeta { ip, user_agent, .. } => text(ip) + text(user_agent),
                 Op::RevokeUser { user, .. } => user.len(),
@@ -721,7 +724,7 @@ mod tests {
         queue.depth.sub(taken.len(), taken.len() * cost);
         assert_eq!(queue.submit(replace(100_000)), Ok(()));
         // One job larger than the whole bound still goes into an empty queue.
-        drop(rx.try_iter().count());
+        rx.try_iter().for_each(drop);
         queue.depth.sub(1, cost);
         assert_eq!(queue.submit(replace(2 << 20)), Ok(()));
         assert_eq!(queue.submit(replace(10)), Err(SubmitError::Full));
