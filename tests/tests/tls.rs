@@ -8,6 +8,9 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::time::{Duration, Instant};
 
 use sessiond_client::{Client, ErrorCode, Expiry, Options, TlsFiles};
@@ -114,9 +117,7 @@ async fn clients_without_a_good_certificate_are_refused_and_served_nothing() {
     let addr = daemon.url("tls://").trim_start_matches("tls://").to_owned();
     let roots = {
         let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&own.ca).unwrap();
-        let der = pem_to_der(&pem);
-        roots.add(der.into()).unwrap();
+        roots.add(CertificateDer::from_pem_file(&own.ca).unwrap()).unwrap();
         roots
     };
     let no_cert = Arc::new(
@@ -158,13 +159,6 @@ async fn raw_tls_exchange(addr: &str, config: Arc<rustls::ClientConfig>) -> Vec<
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
     answer
-}
-
-fn pem_to_der(pem: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let text = std::str::from_utf8(pem).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
 }
 
 #[test]

@@ -35,8 +35,7 @@ pub struct TlsStream {
 }
 
 impl Stream {
-    pub fn tls(tcp: TcpStream, session: ServerConnection, allow: Arc<ClientAllow>) -> Self {
-        let mut session = session;
+    pub fn tls(tcp: TcpStream, mut session: ServerConnection, allow: Arc<ClientAllow>) -> Self {
         session.set_buffer_limit(Some(TLS_SEND_BUFFER));
         Self::Tls(Box::new(TlsStream { tcp, session, allow, admitted: false }))
     }
