@@ -94,16 +94,27 @@ pub enum DurabilityMode {
 pub struct DurabilityConfig {
     pub mode: DurabilityMode,
     pub flush_interval_ms: u64,
-    /// Checkpoint (make redb durable and start the log over) once the log
-    /// holds this many MiB: bounds the log file and replay at start.
+    /// Move to the other log file, and make redb durable up to the end of
+    /// the one left (a checkpoint), once the active file holds this many
+    /// MiB: bounds the log files and replay at start.
     pub checkpoint_mb: u64,
-    /// ...or once the log's first frame is this old.
+    /// ...or once the active file's first frame is this old.
     pub checkpoint_secs: u64,
+    /// The power-loss test's positive control: answer before the log is
+    /// synced. Never read from a file.
+    #[serde(skip)]
+    pub ack_before_sync_for_testing: bool,
 }
 
 impl Default for DurabilityConfig {
     fn default() -> Self {
-        Self { mode: DurabilityMode::Strict, flush_interval_ms: 1000, checkpoint_mb: 64, checkpoint_secs: 30 }
+        Self {
+            mode: DurabilityMode::Strict,
+            flush_interval_ms: 1000,
+            checkpoint_mb: 64,
+            checkpoint_secs: 30,
+            ack_before_sync_for_testing: false,
+        }
     }
 }
 

@@ -145,5 +145,6 @@ fn writer_config(config: &Config) -> WriterConfig {
         rules: config.expiry.rules(),
         max_sessions_per_user: (config.users.max_sessions_per_user > 0).then_some(config.users.max_sessions_per_user),
         limit_policy: config.users.limit_policy,
+        ack_before_sync: config.durability.ack_before_sync_for_testing,
     }
 }

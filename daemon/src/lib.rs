@@ -15,6 +15,7 @@ pub mod keys;
 pub mod migrate;
 pub mod net;
 pub mod owners;
+pub mod pending;
 pub mod record;
 pub mod reply;
 pub mod salvage;

@@ -24,7 +24,7 @@ use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase, ReadableTabl
 use crate::record::Record;
 use crate::store::{
     ALIASES, BY_USER, CONSUMED, DENIED, EXPIRY, HANDLES, LOG_SEQ, META, SCHEMA_VERSION, SESSIONS, Store, StoreError,
-    USER_EPOCH, log_path,
+    USER_EPOCH, log_paths, read_logs,
 };
 
 const DB_FILE: &str = "sessions.redb";
@@ -117,13 +117,10 @@ pub fn check(dir: &Path) -> Result<Report, StoreError> {
         report.index_mismatches += u64::from(!ids.contains(&row?.1.value()));
     }
     let applied = txn.open_table(META)?.get(LOG_SEQ)?.map_or(0, |v| v.value());
-    let log = std::fs::read(log_path(&path)).or_else(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        _ => Err(StoreError::Log(e)),
-    })?;
-    match crate::wal::replayable(&log, applied) {
+    let [a, b] = read_logs(&path)?;
+    match crate::wal::replayable_pair([&a, &b], applied) {
         Ok(frames) => report.log_frames_to_replay = frames.len(),
-        Err(e) => report.log_error = Some(e.to_string()),
+        Err((file, e)) => report.log_error = Some(format!("{}: {e}", log_paths(&path)[file].display())),
     }
     Ok(report)
 }
@@ -149,7 +146,7 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Salvaged, SalvageError> {
     crate::datadir::prepare(to).map_err(|e| SalvageError::Io(e.to_string()))?;
     let scratch = to.join("salvage-source");
     std::fs::create_dir(&scratch).map_err(|e| SalvageError::Io(e.to_string()))?;
-    for file in [DB_FILE, "sessions.log", "keyring"] {
+    for file in [DB_FILE, "sessions.log", "sessions.2.log", "keyring"] {
         match std::fs::copy(from.join(file), scratch.join(file)) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != DB_FILE => {}
@@ -159,8 +156,8 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Salvaged, SalvageError> {
     // Opening replays the log into the copy; a log damaged in the middle is
     // set aside, so only the frames before the damage are taken.
     let mut opened = Store::open(&scratch.join(DB_FILE));
-    if let Err(StoreError::LogDamaged { .. }) = opened {
-        std::fs::remove_file(scratch.join("sessions.log")).map_err(|e| SalvageError::Io(e.to_string()))?;
+    while let Err(StoreError::LogDamaged { path, .. }) = &opened {
+        std::fs::remove_file(path).map_err(|e| SalvageError::Io(e.to_string()))?;
         opened = Store::open(&scratch.join(DB_FILE));
     }
     let target = || Database::create(to.join(DB_FILE)).map_err(|e| SalvageError::Target(StoreError::Redb(e.into())));
@@ -209,17 +206,26 @@ fn salvage_unrepaired(scratch: &Path, to: &Path, target: Database) -> Result<Sal
                 Ok(())
             })()
             .map_err(SalvageError::Target)?;
-            match std::fs::rename(log_path(&path), log_path(&to.join(DB_FILE))) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(SalvageError::Io(e.to_string())),
-                _ => {}
+            for (from, into) in log_paths(&path).into_iter().zip(log_paths(&to.join(DB_FILE))) {
+                match std::fs::rename(from, into) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(SalvageError::Io(e.to_string()));
+                    }
+                    _ => {}
+                }
             }
         }
         // Without the position, which frames are new is unknown: the log
         // stays beside the salvaged database for the operator, not replayed.
         None => {
-            let kept = to.join("sessions.log.unreplayed");
-            tracing::warn!("the log position is unreadable: the log is kept at {} and not replayed", kept.display());
-            let _ = std::fs::rename(log_path(&path), kept);
+            for from in log_paths(&path) {
+                let kept = to.join(format!("{}.unreplayed", from.file_name().unwrap_or_default().to_string_lossy()));
+                tracing::warn!(
+                    "the log position is unreadable: the log is kept at {} and not replayed",
+                    kept.display()
+                );
+                let _ = std::fs::rename(from, kept);
+            }
         }
     }
     Ok(salvaged)

@@ -80,7 +80,8 @@ impl Server {
         // The database lock comes first: a second daemon on the same data
         // directory fails here, before it touches the socket.
         let (store, _) = Store::open_with_cache(&config.db_path(), config.db_cache_bytes)?;
-        for path in [config.db_path(), crate::store::log_path(&config.db_path())] {
+        let [log_a, log_b] = crate::store::log_paths(&config.db_path());
+        for path in [config.db_path(), log_a, log_b] {
             crate::datadir::make_private(&path).map_err(|source| StartError::FileMode { path, source })?;
         }
         let socket = config.socket_path();

@@ -6,38 +6,24 @@
 //! serves reads from read transactions, which see committed data only.
 
 use std::borrow::Borrow;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, MutexGuard};
+use std::collections::HashMap;
+
 use redb::{
-    Database, Durability, Key, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, Value,
-    WriteTransaction,
+    Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Table, TableDefinition, Value, WriteTransaction,
 };
 use sessiond_protocol::SessionKey;
 
 use crate::owners::OwnerIndex;
+use crate::pending::{Bytes, Pending, Row};
 use crate::record::{CorruptRecord, Record};
 use crate::ttl::TtlIndex;
-use crate::wal::{self, Redo, Wal};
+use crate::wal::{self, Log, Wal};
 
-pub const SESSIONS: TableDefinition<'static, [u8; 32], &'static [u8]> = TableDefinition::new("sessions");
-/// (expires_at_ms, session key) -> last_active_ms, for every stored
-/// session: the TTL index is rebuilt from it without reading records.
-pub const EXPIRY: TableDefinition<'static, (u64, [u8; 32]), u64> = TableDefinition::new("expiry");
 pub const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
-/// (user id, session key) for every session with an owner.
-pub const BY_USER: TableDefinition<'static, (&'static str, [u8; 32]), ()> = TableDefinition::new("by_user");
-/// Public handle -> session key.
-pub const HANDLES: TableDefinition<'static, [u8; 12], [u8; 32]> = TableDefinition::new("handles");
-/// Another key of a session (given by a transfer) -> the session's own key.
-pub const ALIASES: TableDefinition<'static, [u8; 32], [u8; 32]> = TableDefinition::new("aliases");
-/// (expires_at_ms, nonce) of every redeemed transfer token: the replay guard.
-pub const CONSUMED: TableDefinition<'static, (u64, [u8; 24]), ()> = TableDefinition::new("consumed_tokens");
-/// User id -> epoch; sealed cookies of an older epoch are revoked.
-pub const USER_EPOCH: TableDefinition<'static, &'static str, u32> = TableDefinition::new("user_epoch");
-/// Revoked sealed-cookie session ids -> when the cookie would have expired.
-pub const DENIED: TableDefinition<'static, [u8; 16], u64> = TableDefinition::new("denied_cookies");
 
 /// redb's page cache unless configured. It holds the pages written since
 /// the last checkpoint as well as pages read: `patch` at 50 connections on
@@ -78,8 +64,12 @@ pub enum StoreError {
              the damage, losing the writes after it, move the log aside and start again"
     )]
     LogDamaged { path: String, copy: String, error: wal::LogError },
-    #[error("write-ahead log: {0}")]
-    LogUnusable(#[from] wal::LogError),
+    #[error("write-ahead log: {error}")]
+    LogUnusable {
+        /// Which of the two files (see [`log_paths`]).
+        file: usize,
+        error: wal::LogError,
+    },
     #[error(
         "no space left to replay the write-ahead log: about {needed_mb} MiB must be free beside the database \
              (redb grows a file under 4 GiB by doubling it, and a replay step is written twice)"
@@ -113,7 +103,9 @@ fn builder(cache_bytes: usize) -> redb::Builder {
 pub struct Store {
     db: Database,
     /// Written by the writer thread only; the lock is never contended.
-    wal: Mutex<Wal>,
+    log: Mutex<Log>,
+    /// Logged rows redb does not hold yet: readers look here first.
+    pending: Pending,
 }
 
 /// A damaged log is kept as it was, beside itself, before the daemon
@@ -174,7 +166,7 @@ fn create_whole(path: &Path, cache_bytes: usize) -> Result<(), StoreError> {
     let db = builder(cache_bytes).create(&staged).map_err(|e| StoreError::Redb(e.into()))?;
     let txn = db.begin_write()?;
     txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION)?;
-    Tables::open(&txn)?;
+    RowWriter::open(&txn)?;
     txn.commit()?;
     drop(db);
     std::fs::rename(&staged, path).map_err(StoreError::Log)?;
@@ -194,9 +186,20 @@ fn schema(db: &Database) -> Result<Option<u64>, StoreError> {
     }
 }
 
-/// The log beside the database at `db`: same name, extension `log`.
-pub fn log_path(db: &Path) -> PathBuf {
-    db.with_extension("log")
+/// The log beside the database at `db`: same name, extension `log`; and
+/// its second file, written in turn with the first (see [`wal::Log`]).
+pub fn log_paths(db: &Path) -> [PathBuf; 2] {
+    [db.with_extension("log"), db.with_extension("2.log")]
+}
+
+/// The two log files' bytes; a file that does not exist holds none.
+pub fn read_logs(db: &Path) -> Result<[Vec<u8>; 2], StoreError> {
+    let read = |path: &Path| match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other.map_err(StoreError::Log),
+    };
+    let [a, b] = log_paths(db);
+    Ok([read(&a)?, read(&b)?])
 }
 
 impl Store {
@@ -219,44 +222,46 @@ impl Store {
             create_whole(path, cache_bytes)?;
         }
         let mut db = open()?;
-        let log = log_path(path);
-        let existed = log.exists();
-        let (wal, bytes) = Wal::open(&log)?;
+        let paths = log_paths(path);
+        let existed = paths.each_ref().map(|p| p.exists());
+        let (a, a_bytes) = Wal::open(&paths[0])?;
+        let (b, b_bytes) = Wal::open(&paths[1])?;
+        let damaged = |e| match e {
+            StoreError::LogUnusable {
+                file,
+                error: error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. }),
+            } => keep_damaged(&paths[file], error),
+            other => with_file_growth(other, path),
+        };
         if schema(&db)? == Some(1) {
             // Schema 1's log holds schema 1 rows: apply them first, then
             // migrate the whole database; the log is emptied below, as at
             // every start, and with it the last keys it held.
-            Self::replay(&db, &bytes).map_err(|e| match e {
-                StoreError::LogUnusable(
-                    error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. }),
-                ) => keep_damaged(&log, error),
-                other => with_file_growth(other, path),
-            })?;
+            Self::replay(&db, [&a_bytes, &b_bytes]).map_err(damaged)?;
             drop(db);
             let sessions = crate::migrate::v1_to_v2(path, cache_bytes)?;
             tracing::info!(sessions, "migrated the database to schema 2: keys are kept as their SHA-256 only");
             db = open()?;
         }
-        Self::init(db, (wal, bytes), existed).map_err(|e| match e {
-            StoreError::LogUnusable(error @ (wal::LogError::Damaged { .. } | wal::LogError::Unscannable { .. })) => {
-                keep_damaged(&log, error)
-            }
-            other => with_file_growth(other, path),
-        })
+        Self::init(db, Log::new([a, b]), [a_bytes, b_bytes], existed).map_err(damaged)
     }
 
-    /// Opens a database on any redb storage backend, with the log in `log`:
-    /// tests use this to inject I/O failures.
+    /// Opens a database on any redb storage backend, with the log's two
+    /// files in `logs`: tests use this to inject I/O failures.
     pub fn open_backend(
         backend: impl redb::StorageBackend,
-        log: impl wal::LogDevice + 'static,
+        logs: [Box<dyn wal::LogDevice>; 2],
     ) -> Result<(Self, u64), StoreError> {
         let db =
             builder(DEFAULT_DB_CACHE_BYTES).create_with_backend(backend).map_err(|e| StoreError::Redb(e.into()))?;
-        Self::init(db, Wal::from_file(log)?, true)
+        let [a, b] = logs;
+        let (a, a_bytes) = Wal::from_file(a)?;
+        let (b, b_bytes) = Wal::from_file(b)?;
+        Self::init(db, Log::new([a, b]), [a_bytes, b_bytes], [true, true])
     }
 
-    fn init(db: Database, (mut wal, log): (Wal, Vec<u8>), log_existed: bool) -> Result<(Self, u64), StoreError> {
+    /// `existed`: whether each log file was there before it was opened.
+    fn init(db: Database, mut log: Log, bytes: [Vec<u8>; 2], existed: [bool; 2]) -> Result<(Self, u64), StoreError> {
         let txn = db.begin_write()?;
         let was_clean = {
             let mut meta = txn.open_table(META)?;
@@ -274,36 +279,43 @@ impl Store {
             let was_clean = meta.get(CLEAN)?.is_none_or(|v| v.value() == 1);
             meta.insert(CLEAN, 0)?;
             // Creates every table a new database lacks.
-            Tables::open(&txn)?;
+            RowWriter::open(&txn)?;
             was_clean
         };
         txn.commit()?;
-        if !was_clean && log.is_empty() {
-            let why = if log_existed { "empty" } else { "missing" };
+        // Each file is left holding at least a zeroed chunk: one found with
+        // no bytes at all was emptied, and a missing first file was lost (a
+        // data directory from before the second file has only the first).
+        let why = match (existed, bytes.each_ref().map(Vec::is_empty)) {
+            ([false, _], _) => Some("missing"),
+            (_, [true, _]) | ([_, true], [_, true]) => Some("empty"),
+            _ => None,
+        };
+        if let (false, Some(why)) = (was_clean, why) {
             tracing::error!(
                 "the write-ahead log is {why} after an unclean shutdown: writes acknowledged since the last \
                  checkpoint, if there were any, are lost"
             );
         }
-        let next_seq = Self::replay(&db, &log)?;
-        drop(log);
+        let next_seq = Self::replay(&db, [&bytes[0], &bytes[1]])?;
+        drop(bytes);
         // Everything the log held is durable in the database now. Frames
         // beyond the replayed ones were never acknowledged in strict mode
         // (in relaxed mode they lie within the window a power loss may
-        // take): empty the file so no later pass can run into them. It is
-        // left as zeros, not empty, so an empty log always means a lost one.
-        wal.reset()?;
-        wal.restart(next_seq);
+        // take): empty the files so no later pass can run into them. They
+        // are left as zeros, not empty, so an empty log always means a lost one.
+        log.reset(next_seq)?;
         let stored = db.begin_read()?.open_table(SESSIONS)?.len()?;
-        Ok((Self { db, wal: Mutex::new(wal) }, stored))
+        Ok((Self { db, log: Mutex::new(log), pending: Pending::new(TABLES) }, stored))
     }
 
     /// Applies the log frames the database does not hold yet, in durable
     /// steps of about [`REPLAY_STEP_BYTES`]; returns the next frame's
     /// sequence number.
-    fn replay(db: &Database, log: &[u8]) -> Result<u64, StoreError> {
+    fn replay(db: &Database, logs: [&[u8]; 2]) -> Result<u64, StoreError> {
         let applied = db.begin_read()?.open_table(META)?.get(LOG_SEQ)?.map_or(0, |v| v.value());
-        let frames = wal::replayable(log, applied)?;
+        let frames =
+            wal::replayable_pair(logs, applied).map_err(|(file, error)| StoreError::LogUnusable { file, error })?;
         let Some(last) = frames.last().map(|f| f.seq) else { return Ok(applied + 1) };
         let mut rows = 0usize;
         let mut step_start = 0;
@@ -333,10 +345,10 @@ impl Store {
         txn.set_two_phase_commit(true);
         let mut rows = 0usize;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = RowWriter::open(&txn)?;
             for frame in frames {
                 for entry in wal::entries(frame.payload)? {
-                    tables.replay(&entry)?;
+                    tables.apply(entry.table, entry.key, entry.value)?;
                     rows += 1;
                 }
             }
@@ -360,8 +372,13 @@ impl Store {
     }
 
     /// The write-ahead log: for the writer thread.
-    pub fn wal(&self) -> MutexGuard<'_, Wal> {
-        self.wal.lock()
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock()
+    }
+
+    /// Logged rows redb does not hold yet.
+    pub fn pending(&self) -> &Pending {
+        &self.pending
     }
 
     /// Fills `index` from the expiry table; returns the number of entries.
@@ -407,16 +424,26 @@ impl Store {
     /// The user's epoch (0 if never bumped) and whether `sid` is denied:
     /// what opening a sealed cookie needs, from one read transaction.
     pub fn cookie_state(&self, user: Option<&str>, sid: &[u8; 16]) -> Result<(u32, bool), StoreError> {
+        // Pending rows first, then a read transaction begun after looking
+        // (see `pending.rs`).
+        let epoch = user.map(|u| self.pending.get(table_id::USER_EPOCH, u.as_bytes()));
+        let denied = self.pending.get(table_id::DENIED, sid);
         let txn = self.db.begin_read()?;
-        let epoch = match user {
-            Some(user) => txn.open_table(USER_EPOCH)?.get(user)?.map_or(0, |e| e.value()),
-            None => 0,
+        let epoch = match (user, epoch) {
+            (Some(_), Some(Some(pending))) => pending.map_or(0, |bytes| <u32 as Value>::from_bytes(&bytes)),
+            (Some(user), Some(None)) => txn.open_table(USER_EPOCH)?.get(user)?.map_or(0, |e| e.value()),
+            _ => 0,
         };
-        let denied = txn.open_table(DENIED)?.get(sid)?.is_some();
+        let denied = match denied {
+            Some(pending) => pending.is_some(),
+            None => txn.open_table(DENIED)?.get(sid)?.is_some(),
+        };
         Ok((epoch, denied))
     }
 
-    /// The keys of every stored session `user` owns, live or not.
+    /// The keys of every session `user` owns in redb, live or not, as of
+    /// redb's last commit: for tools and tests; the daemon asks its owner
+    /// index.
     pub fn user_sessions(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BY_USER)?;
@@ -440,8 +467,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Reads the committed record of `key`, live or not.
+    /// Reads the stored record of `key`, live or not: pending, else from
+    /// a read transaction begun after looking.
     pub fn get(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        if let Some(pending) = self.pending.get(table_id::SESSIONS, key.as_bytes()) {
+            return Ok(pending.map(|bytes| Record::decode(&bytes)).transpose()?);
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
         match table.get(key.as_bytes())? {
@@ -451,144 +482,199 @@ impl Store {
     }
 }
 
-/// A table that records every row it puts or removes in a [`Redo`], so the
-/// writer can log exactly what it changed. Reads go through `Deref`; writes
-/// only through these methods, so none escapes the log.
+/// A table as the writer sees it: redb as of its last snapshot, under the
+/// rows still pending (`pending.rs`), under this batch's own changes, which
+/// it records for the log. Writes go only through `insert` and `remove`, so
+/// none escapes the log.
 pub(crate) struct Logged<'t, K: Key + 'static, V: Value + 'static> {
-    table: Table<'t, K, V>,
+    table: ReadOnlyTable<K, V>,
     id: u8,
-    redo: Redo,
-    changed: bool,
+    pending: &'t Pending,
+    /// This batch's changes, by key bytes.
+    local: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
-    fn open(txn: &'t WriteTransaction, def: TableDefinition<'_, K, V>, id: u8) -> Result<Self, StoreError> {
-        Ok(Self { table: txn.open_table(def)?, id, redo: Redo::default(), changed: false })
+    fn open(
+        snapshot: &ReadTransaction,
+        def: TableDefinition<'_, K, V>,
+        id: u8,
+        pending: &'t Pending,
+    ) -> Result<Self, StoreError> {
+        Ok(Self { table: snapshot.open_table(def)?, id, pending, local: HashMap::new() })
     }
 
-    /// Puts a row; true if it replaced one.
-    pub fn insert<'k, 'v>(
-        &mut self,
+    /// The row under `key`, as of this point in the batch, passed to `f`.
+    pub fn get<'k, R>(
+        &self,
         key: impl Borrow<K::SelfType<'k>>,
-        value: impl Borrow<V::SelfType<'v>>,
-    ) -> Result<bool, StoreError> {
-        let (key, value) = (key.borrow(), value.borrow());
-        self.redo.put(self.id, K::as_bytes(key).as_ref(), Some(V::as_bytes(value).as_ref()));
-        self.changed = true;
-        Ok(self.table.insert(key, value)?.is_some())
-    }
-
-    /// Removes a row; true if there was one.
-    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, StoreError> {
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>, StoreError> {
         let key = key.borrow();
-        let removed = self.table.remove(key)?.is_some();
-        if removed {
-            self.redo.put(self.id, K::as_bytes(key).as_ref(), None);
-            self.changed = true;
+        let bytes = K::as_bytes(key);
+        if let Some(value) = self.local.get(bytes.as_ref()) {
+            return Ok(value.as_deref().map(|v| f(V::from_bytes(v))));
         }
-        Ok(removed)
+        if let Some(value) = self.pending.get(self.id, bytes.as_ref()) {
+            return Ok(value.as_deref().map(|v| f(V::from_bytes(v))));
+        }
+        Ok(self.table.get(key)?.map(|guard| f(guard.value())))
     }
 
-    /// Applies a logged row change without logging it again.
-    fn replay(&mut self, entry: &wal::Entry<'_>) -> Result<(), StoreError> {
-        // redb's fixed-width decoders assume the width; check it first.
-        let fits = |width: Option<usize>, bytes: &[u8]| width.is_none_or(|w| w == bytes.len());
-        if !fits(K::fixed_width(), entry.key) || entry.value.is_some_and(|v| !fits(V::fixed_width(), v)) {
-            return Err(wal::Malformed(0).into());
-        }
-        let key = K::from_bytes(entry.key);
-        match entry.value {
-            Some(value) => {
-                self.table.insert(&key, V::from_bytes(value))?;
+    pub fn contains<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, StoreError> {
+        Ok(self.get(key, |_| ())?.is_some())
+    }
+
+    pub fn insert<'k, 'v>(&mut self, key: impl Borrow<K::SelfType<'k>>, value: impl Borrow<V::SelfType<'v>>) {
+        let key = K::as_bytes(key.borrow()).as_ref().to_vec();
+        self.local.insert(key, Some(V::as_bytes(value.borrow()).as_ref().to_vec()));
+    }
+
+    /// Removes the row, if there is one: removing a missing row is logged
+    /// too, and replays as nothing.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) {
+        self.local.insert(K::as_bytes(key.borrow()).as_ref().to_vec(), None);
+    }
+
+    /// The keys (as bytes, for [`Logged::remove_bytes`]) of every row for
+    /// which `keep` holds, as of this point in the batch. It reads the whole
+    /// table: for periodic purges, never for a request.
+    pub fn matching(
+        &self,
+        mut keep: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> bool,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let pending: HashMap<Bytes, Option<Bytes>> = self.pending.rows(self.id).into_iter().collect();
+        let mut out = Vec::new();
+        for row in self.table.iter()? {
+            let (key, value) = row?;
+            let bytes = K::as_bytes(&key.value()).as_ref().to_vec();
+            if !self.local.contains_key(&bytes) && !pending.contains_key(&bytes[..]) && keep(key.value(), value.value())
+            {
+                out.push(bytes);
             }
-            None => {
-                self.table.remove(&key)?;
+        }
+        for (key, value) in &pending {
+            if let (false, Some(value)) = (self.local.contains_key(&key[..]), value) {
+                if keep(K::from_bytes(key), V::from_bytes(value)) {
+                    out.push(key.to_vec());
+                }
             }
         }
-        Ok(())
+        for (key, value) in &self.local {
+            if value.as_deref().is_some_and(|v| keep(K::from_bytes(key), V::from_bytes(v))) {
+                out.push(key.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove_bytes(&mut self, key: Vec<u8>) {
+        self.local.insert(key, None);
+    }
+
+    fn take_rows(&mut self, rows: &mut Vec<Row>) {
+        rows.extend(self.local.drain().map(|(key, value)| Row {
+            table: self.id,
+            key: key.into(),
+            value: value.map(Into::into),
+        }));
     }
 }
 
-impl<'t, K: Key + 'static, V: Value + 'static> Deref for Logged<'t, K, V> {
-    type Target = Table<'t, K, V>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.table
+/// Applies a logged row change to a table of a write transaction: replay at
+/// start, and the applier thread.
+fn apply_row<K: Key + 'static, V: Value + 'static>(
+    table: &mut Table<'_, K, V>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    // redb's fixed-width decoders assume the width; check it first.
+    let fits = |width: Option<usize>, bytes: &[u8]| width.is_none_or(|w| w == bytes.len());
+    if !fits(K::fixed_width(), key) || value.is_some_and(|v| !fits(V::fixed_width(), v)) {
+        return Err(wal::Malformed(0).into());
     }
-}
-
-/// The tables the writer changes, opened in one write transaction.
-pub(crate) struct Tables<'t> {
-    pub sessions: Logged<'t, [u8; 32], &'static [u8]>,
-    pub expiry: Logged<'t, (u64, [u8; 32]), u64>,
-    pub by_user: Logged<'t, (&'static str, [u8; 32]), ()>,
-    pub handles: Logged<'t, [u8; 12], [u8; 32]>,
-    pub aliases: Logged<'t, [u8; 32], [u8; 32]>,
-    pub consumed: Logged<'t, (u64, [u8; 24]), ()>,
-    pub user_epoch: Logged<'t, &'static str, u32>,
-    pub denied: Logged<'t, [u8; 16], u64>,
-}
-
-/// Table ids in log entries: part of the log format, never renumbered.
-mod table_id {
-    pub const SESSIONS: u8 = 1;
-    pub const EXPIRY: u8 = 2;
-    pub const BY_USER: u8 = 3;
-    pub const HANDLES: u8 = 4;
-    pub const ALIASES: u8 = 5;
-    pub const CONSUMED: u8 = 6;
-    pub const USER_EPOCH: u8 = 7;
-    pub const DENIED: u8 = 8;
-}
-
-impl<'t> Tables<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
-        Ok(Self {
-            sessions: Logged::open(txn, SESSIONS, table_id::SESSIONS)?,
-            expiry: Logged::open(txn, EXPIRY, table_id::EXPIRY)?,
-            by_user: Logged::open(txn, BY_USER, table_id::BY_USER)?,
-            handles: Logged::open(txn, HANDLES, table_id::HANDLES)?,
-            aliases: Logged::open(txn, ALIASES, table_id::ALIASES)?,
-            consumed: Logged::open(txn, CONSUMED, table_id::CONSUMED)?,
-            user_epoch: Logged::open(txn, USER_EPOCH, table_id::USER_EPOCH)?,
-            denied: Logged::open(txn, DENIED, table_id::DENIED)?,
-        })
-    }
-
-    /// True if a table that readers query in redb itself changed: the
-    /// sealed-cookie revocations. A batch that changed one must reach redb
-    /// before it is acknowledged; session rows and owners need not, since
-    /// readers find them in the cache and the owner index until they do.
-    pub fn changed_for_readers(&self) -> bool {
-        self.user_epoch.changed || self.denied.changed
-    }
-
-    /// Everything written through these tables, table by table: together,
-    /// the payload of one log frame.
-    pub fn take_redo(&mut self) -> [Redo; 8] {
-        [
-            std::mem::take(&mut self.sessions.redo),
-            std::mem::take(&mut self.expiry.redo),
-            std::mem::take(&mut self.by_user.redo),
-            std::mem::take(&mut self.handles.redo),
-            std::mem::take(&mut self.aliases.redo),
-            std::mem::take(&mut self.consumed.redo),
-            std::mem::take(&mut self.user_epoch.redo),
-            std::mem::take(&mut self.denied.redo),
-        ]
-    }
-
-    fn replay(&mut self, entry: &wal::Entry<'_>) -> Result<(), StoreError> {
-        match entry.table {
-            table_id::SESSIONS => self.sessions.replay(entry),
-            table_id::EXPIRY => self.expiry.replay(entry),
-            table_id::BY_USER => self.by_user.replay(entry),
-            table_id::HANDLES => self.handles.replay(entry),
-            table_id::ALIASES => self.aliases.replay(entry),
-            table_id::CONSUMED => self.consumed.replay(entry),
-            table_id::USER_EPOCH => self.user_epoch.replay(entry),
-            table_id::DENIED => self.denied.replay(entry),
-            _ => Err(wal::Malformed(0).into()),
+    let key = K::from_bytes(key);
+    match value {
+        Some(value) => {
+            table.insert(&key, V::from_bytes(value))?;
+        }
+        None => {
+            table.remove(&key)?;
         }
     }
+    Ok(())
+}
+
+/// Every table the writer changes, each once: its definition, its field in
+/// [`Tables`] and [`RowWriter`], and its id in log entries (part of the log
+/// format: never renumbered or reused). A new table is one line here.
+macro_rules! writer_tables {
+    ($($(#[$doc:meta])* $field:ident: $def:ident = $id:literal, $name:literal, $k:ty => $v:ty;)*) => {
+        $($(#[$doc])* pub const $def: TableDefinition<'static, $k, $v> = TableDefinition::new($name);)*
+
+        /// Table ids in log entries.
+        pub mod table_id {
+            $(pub const $def: u8 = $id;)*
+        }
+
+        /// How many tables the writer changes; their ids run from 1.
+        pub const TABLES: usize = [$($id),*].len();
+
+        /// The tables the writer changes, as one batch sees them.
+        pub(crate) struct Tables<'t> {
+            $(pub $field: Logged<'t, $k, $v>,)*
+        }
+
+        impl<'t> Tables<'t> {
+            pub fn open(snapshot: &ReadTransaction, pending: &'t Pending) -> Result<Self, StoreError> {
+                Ok(Self { $($field: Logged::open(snapshot, $def, $id, pending)?,)* })
+            }
+
+            /// Every row this batch put or removed: the payload of one log
+            /// frame, and what becomes pending once it is logged.
+            pub fn take_rows(&mut self) -> Vec<Row> {
+                let mut rows = Vec::new();
+                $(self.$field.take_rows(&mut rows);)*
+                rows
+            }
+        }
+
+        /// The same tables in a write transaction, taking logged rows.
+        pub(crate) struct RowWriter<'t> {
+            $($field: Table<'t, $k, $v>,)*
+        }
+
+        impl<'t> RowWriter<'t> {
+            /// Opens every table, creating those a new database lacks.
+            pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+                Ok(Self { $($field: txn.open_table($def)?,)* })
+            }
+
+            pub fn apply(&mut self, table: u8, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+                match table {
+                    $($id => apply_row(&mut self.$field, key, value),)*
+                    _ => Err(wal::Malformed(0).into()),
+                }
+            }
+        }
+    };
+}
+
+writer_tables! {
+    sessions: SESSIONS = 1, "sessions", [u8; 32] => &'static [u8];
+    /// (expires_at_ms, session key) -> last_active_ms, for every stored
+    /// session: the TTL index is rebuilt from it without reading records.
+    expiry: EXPIRY = 2, "expiry", (u64, [u8; 32]) => u64;
+    /// (user id, session key) for every session with an owner.
+    by_user: BY_USER = 3, "by_user", (&'static str, [u8; 32]) => ();
+    /// Public handle -> session key.
+    handles: HANDLES = 4, "handles", [u8; 12] => [u8; 32];
+    /// Another key of a session (given by a transfer) -> the session's own key.
+    aliases: ALIASES = 5, "aliases", [u8; 32] => [u8; 32];
+    /// (expires_at_ms, nonce) of every redeemed transfer token: the replay guard.
+    consumed: CONSUMED = 6, "consumed_tokens", (u64, [u8; 24]) => ();
+    /// User id -> epoch; sealed cookies of an older epoch are revoked.
+    user_epoch: USER_EPOCH = 7, "user_epoch", &'static str => u32;
+    /// Revoked sealed-cookie session ids -> when the cookie would have expired.
+    denied: DENIED = 8, "denied_cookies", [u8; 16] => u64;
 }

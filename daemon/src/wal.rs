@@ -85,6 +85,32 @@ impl LogDevice for File {
     }
 }
 
+impl LogDevice for Box<dyn LogDevice> {
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        (**self).read_all()
+    }
+
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_all_at(bytes, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        (**self).sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        (**self).sync_all()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        (**self).set_len(len)
+    }
+}
+
 /// An append-only log file of CRC-framed batches.
 #[derive(Debug)]
 pub struct Wal {
@@ -230,6 +256,108 @@ impl Wal {
     }
 }
 
+/// The log as two files written in turn, so that redb can catch up with one
+/// while the writer appends to the other: a checkpoint never waits for the
+/// writer, nor the writer for a checkpoint.
+///
+/// The writer switches to the other file once the active one is large or
+/// old enough and everything the other holds is durable in the database;
+/// the file it switches to starts over at offset 0, as one file did at a
+/// checkpoint before. Sequence numbers run on across the switch, so the
+/// two files together hold one run of frames, the older file's first.
+#[derive(Debug)]
+pub struct Log {
+    files: [Wal; 2],
+    active: usize,
+    /// The last frame each file holds from its current pass (0: none).
+    last: [u64; 2],
+    /// When the active file's first frame of this pass was appended.
+    since: Option<std::time::Instant>,
+}
+
+impl Log {
+    pub fn new(files: [Wal; 2]) -> Self {
+        Self { files, active: 0, last: [0, 0], since: None }
+    }
+
+    /// Empties both files (see [`Wal::reset`]) and continues the sequence
+    /// at `next_seq` in the first: at start, once the database holds
+    /// everything they had.
+    pub fn reset(&mut self, next_seq: u64) -> io::Result<()> {
+        for file in &mut self.files {
+            file.reset()?;
+            file.restart(next_seq);
+        }
+        self.active = 0;
+        self.last = [0, 0];
+        self.since = None;
+        Ok(())
+    }
+
+    /// Appends one frame to the active file (see [`Wal::append`]).
+    pub fn append(&mut self, parts: &[&[u8]]) -> io::Result<u64> {
+        let seq = self.files[self.active].append(parts)?;
+        self.last[self.active] = seq;
+        self.since.get_or_insert_with(std::time::Instant::now);
+        Ok(seq)
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.files[self.active].sync()
+    }
+
+    /// Bytes in the active file's current pass.
+    pub fn written(&self) -> u64 {
+        self.files[self.active].written()
+    }
+
+    /// How long ago the active file's first frame of this pass was appended.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        self.since.map(|t| t.elapsed())
+    }
+
+    /// The sequence number of the last frame appended (0 if none ever).
+    pub fn last_seq(&self) -> u64 {
+        self.files[self.active].last_seq()
+    }
+
+    /// Makes the other file the active one, if everything it holds is in
+    /// the database durably (`durable`: the last frame that is). Returns
+    /// the last frame of the file left, which must become durable in the
+    /// database before the next switch; `None` if the other file is not
+    /// free yet. The file left is synced first: a power loss must not take
+    /// its tail while frames after it survive in the other.
+    pub fn switch(&mut self, durable: u64) -> io::Result<Option<u64>> {
+        let other = 1 - self.active;
+        if self.last[other] > durable {
+            return Ok(None);
+        }
+        self.files[self.active].sync()?;
+        let next = self.files[self.active].next_seq;
+        self.files[other].restart(next);
+        self.last[other] = 0;
+        let left = self.last[self.active];
+        self.active = other;
+        self.since = None;
+        Ok(Some(left))
+    }
+}
+
+/// The frames of the two log files `logs` to replay over a database that
+/// holds everything up to `applied`, in order: the file whose current pass
+/// began earlier first, then the other from where it ends. An error names
+/// the file (0 or 1) it was found in.
+pub fn replayable_pair<'a>(logs: [&'a [u8]; 2], applied: u64) -> Result<Vec<Frame<'a>>, (usize, LogError)> {
+    // A file with no whole frame at its start has no current pass: it goes
+    // first, and holds nothing to replay unless it is damaged.
+    let start = |i: usize| frame_at(logs[i], 0).map_or(0, |f| f.seq);
+    let order = if start(0) <= start(1) { [0, 1] } else { [1, 0] };
+    let mut frames = replayable(logs[order[0]], applied).map_err(|e| (order[0], e))?;
+    let next = frames.last().map_or(applied, |f| f.seq);
+    frames.extend(replayable(logs[order[1]], next).map_err(|e| (order[1], e))?);
+    Ok(frames)
+}
+
 fn crc(seq: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&seq.to_le_bytes());
@@ -275,13 +403,12 @@ fn parse(bytes: &[u8]) -> (Vec<Frame<'_>>, usize) {
 fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Result<Option<Frame<'_>>, ()> {
     let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
     for at in from..bytes.len().saturating_sub(FRAME_HEADER) {
-        let word = |r: std::ops::Range<usize>| bytes[r].iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
-        let seq = word(at + 8..at + 16);
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
         if seq < min_seq || seq - min_seq > 1 << 40 {
             continue;
         }
         // Only a frame that fits is checked, so only its bytes count.
-        let claimed = word(at..at + 4) as usize;
+        let claimed = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         if claimed <= MAX_FRAME && at + FRAME_HEADER + claimed <= bytes.len() {
             budget = budget.checked_sub(claimed).ok_or(())?;
         }
@@ -375,6 +502,10 @@ impl Redo {
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
     }
 
     pub fn as_bytes(&self) -> &[u8] {

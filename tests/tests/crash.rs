@@ -16,6 +16,11 @@
 //! rare to happen: acknowledged writes then exist only in what was deleted,
 //! and the checker must report them lost, or it proves nothing.
 //!
+//! Another loop kills the daemon while redb makes a durable commit (a
+//! checkpoint, which the applier thread runs beside the writer): the log
+//! files switch every MiB, so checkpoints run all the time, and each kill
+//! waits until STATS shows one running.
+//!
 //! SESSIOND_CRASH_CYCLES sets the number of cycles (default 12).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
@@ -69,6 +74,16 @@ async fn acknowledged_writes_survive_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_during_checkpoints() {
+    let cycles = std::env::var("SESSIOND_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let busy_checkpoints = "[durability]\ncheckpoint_mb = 1\ncheckpoint_secs = 1\n";
+    let (tally, during) = crash_loop_with(Some(busy_checkpoints), cycles, 0xC4EC, KeepLog, KillAt::Checkpoint).await;
+    eprintln!("strict, killed during checkpoints: {cycles} cycles, {during} kills with one running, {tally:?}");
+    assert_nothing_lost(&tally, cycles);
+    assert!(during * 2 >= cycles, "only {during} of {cycles} kills came while a checkpoint ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaxed_mode_loses_nothing_to_a_process_crash() {
     let relaxed = "[durability]\nmode = \"relaxed\"\nflush_interval_ms = 3600000\n";
     let tally = crash_loop(Some(relaxed), 3, 0xBEEF, KeepLog).await;
@@ -101,7 +116,22 @@ enum LogFate {
 }
 use LogFate::{DeleteLog, KeepLog};
 
+/// When each cycle's kill comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillAt {
+    /// 50 to 400 ms after the clients start.
+    Random,
+    /// After 100 to 600 ms, as soon as STATS shows a checkpoint running.
+    Checkpoint,
+}
+
 async fn crash_loop(config: Option<&str>, cycles: usize, seed: u64, log: LogFate) -> Tally {
+    crash_loop_with(config, cycles, seed, log, KillAt::Random).await.0
+}
+
+/// Returns the tally and how many kills came while a checkpoint ran.
+async fn crash_loop_with(config: Option<&str>, cycles: usize, seed: u64, log: LogFate, at: KillAt) -> (Tally, usize) {
+    let mut during = 0;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -116,7 +146,20 @@ async fn crash_loop(config: Option<&str>, cycles: usize, seed: u64, log: LogFate
             let model = model.clone();
             tasks.push(tokio::spawn(async move { write_until_killed(client, keys, model, cycle, t, task_seed).await }));
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+        match at {
+            KillAt::Random => tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await,
+            KillAt::Checkpoint => {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+                let watcher = daemon.client().await;
+                for _ in 0..2_000 {
+                    let counters = watcher.stats().await.unwrap();
+                    if counters.iter().any(|c| c.name == "checkpoint_running" && c.value == 1) {
+                        during += 1;
+                        break;
+                    }
+                }
+            }
+        }
         daemon.kill();
         for task in tasks {
             let results = task.await.unwrap();
@@ -124,11 +167,13 @@ async fn crash_loop(config: Option<&str>, cycles: usize, seed: u64, log: LogFate
         }
         let db = data.join("sessions.redb");
         if log == DeleteLog {
-            std::fs::remove_file(sessiond::store::log_path(&db)).unwrap();
+            for file in sessiond::store::log_paths(&db) {
+                std::fs::remove_file(file).unwrap();
+            }
         }
         check(&db, &mut model.lock().unwrap());
     }
-    Arc::try_unwrap(model).unwrap().into_inner().unwrap().tally
+    (Arc::try_unwrap(model).unwrap().into_inner().unwrap().tally, during)
 }
 
 /// Deals the keys whose state is certain to the tasks, round-robin.

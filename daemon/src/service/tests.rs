@@ -304,15 +304,15 @@ impl redb::StorageBackend for Flaky {
     }
 }
 
-fn log_file() -> std::fs::File {
-    tempfile::tempfile().unwrap()
+fn log_files() -> [Box<dyn crate::wal::LogDevice>; 2] {
+    [Box::new(tempfile::tempfile().unwrap()), Box::new(tempfile::tempfile().unwrap())]
 }
 
 #[test]
 fn after_a_failed_commit_no_write_is_ever_acknowledged() {
     let fail = Arc::new(AtomicBool::new(false));
     let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone(), panics: false };
-    let (store, _) = Store::open_backend(backend, log_file()).unwrap();
+    let (store, _) = Store::open_backend(backend, log_files()).unwrap();
     let kit = Kit::with_store(store, &Config::default());
     let key = kit.create(&[("a", "1")], Expiry::Default);
 
@@ -344,7 +344,7 @@ fn after_a_failed_commit_no_write_is_ever_acknowledged() {
 fn a_panic_on_the_writer_answers_its_waiters_and_fails_closed() {
     let fail = Arc::new(AtomicBool::new(false));
     let backend = Flaky { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone(), panics: true };
-    let (store, _) = Store::open_backend(backend, log_file()).unwrap();
+    let (store, _) = Store::open_backend(backend, log_files()).unwrap();
     let kit = Kit::with_store(store, &Config::default());
     let key = kit.create(&[("a", "1")], Expiry::Default);
     // A checkpoint writes to the backend inside its batch.
@@ -366,8 +366,8 @@ fn a_panic_on_the_writer_answers_its_waiters_and_fails_closed() {
 
 #[test]
 fn after_a_failed_log_write_no_write_is_ever_acknowledged() {
-    let full = std::fs::File::options().read(true).write(true).open("/dev/full").unwrap();
-    let (store, _) = Store::open_backend(redb::backends::InMemoryBackend::new(), full).unwrap();
+    let full = || Box::new(std::fs::File::options().read(true).write(true).open("/dev/full").unwrap()) as _;
+    let (store, _) = Store::open_backend(redb::backends::InMemoryBackend::new(), [full(), full()]).unwrap();
     let kit = Kit::with_store(store, &Config::default());
     let create = || {
         Request::Create(sessiond_protocol::Create { fields: vec![], expiry: Expiry::Default, meta: Default::default() })

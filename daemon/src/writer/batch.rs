@@ -1,22 +1,20 @@
-//! One write transaction's view of the sessions it touches.
+//! One batch's view of the sessions it touches.
 //!
 //! Sessions are loaded into slots on first use and written back once at the
 //! end, so several writes to one session in a batch cost one insert. The
 //! owner and handle indexes get overlays: a user's key set is loaded from
-//! `by_user` before its first change in the batch, and every later change
+//! the owner index before its first change in the batch, and every later change
 //! goes through [`Batch::insert_session`] and [`Batch::remove_session`], so
 //! counts and lookups within the batch see the batch's own changes.
 
 use std::collections::{BTreeSet, HashMap};
 
-use redb::ReadableTable;
 use sessiond_protocol::{ErrorCode, HANDLE_BYTES, Response, SessionKey};
 
-use crate::cache::Cache;
+use super::Published;
+use crate::pending::Row;
 use crate::record::Record;
 use crate::store::{StoreError, Tables};
-use crate::ttl::TtlIndex;
-use crate::wal::Redo;
 
 /// What a slot's row held when the batch loaded it: the index entries to
 /// remove if they change.
@@ -50,10 +48,8 @@ pub(super) struct Changes {
     pub refile: Vec<SessionKey>,
     /// alias -> the session it now names, or `None` if it names nothing.
     pub aliases: HashMap<SessionKey, Option<SessionKey>>,
-    /// Every row put or removed, by table, for the log.
-    pub redo: [Redo; 8],
-    /// A table readers query in redb changed: see [`Tables::changed_for_readers`].
-    pub for_readers: bool,
+    /// Every row put or removed, for the log.
+    pub rows: Vec<Row>,
     /// (session, owner before, owner after) for every session whose owner
     /// changed, for the owner index.
     pub owners: Vec<(SessionKey, Option<String>, Option<String>)>,
@@ -61,8 +57,7 @@ pub(super) struct Changes {
 
 pub(super) struct Batch<'t> {
     tables: Tables<'t>,
-    ttl: &'t TtlIndex,
-    cache: &'t Cache,
+    out: &'t Published,
     pub slots: HashMap<SessionKey, Slot>,
     pub now: u64,
     /// The memory size of every record loaded into a slot: with the jobs'
@@ -76,11 +71,10 @@ pub(super) struct Batch<'t> {
 }
 
 impl<'t> Batch<'t> {
-    pub fn new(tables: Tables<'t>, ttl: &'t TtlIndex, cache: &'t Cache, now: u64) -> Self {
+    pub fn new(tables: Tables<'t>, out: &'t Published, now: u64) -> Self {
         Self {
             tables,
-            ttl,
-            cache,
+            out,
             slots: HashMap::new(),
             now,
             loaded_bytes: 0,
@@ -97,7 +91,7 @@ impl<'t> Batch<'t> {
         if let Some(target) = self.aliases.get(&key) {
             return Ok(target.unwrap_or(key));
         }
-        Ok(self.tables.aliases.get(key.as_bytes())?.map_or(key, |p| SessionKey::from_bytes(p.value())))
+        Ok(self.tables.aliases.get(key.as_bytes(), SessionKey::from_bytes)?.unwrap_or(key))
     }
 
     /// Gives the session `primary` another key.
@@ -123,19 +117,23 @@ impl<'t> Batch<'t> {
 
     /// Records a transfer token as redeemed; false if it already was.
     pub fn consume(&mut self, exp_ms: u64, nonce: [u8; 24]) -> Result<bool, StoreError> {
-        Ok(!self.tables.consumed.insert((exp_ms, nonce), ())?)
+        if self.tables.consumed.contains((exp_ms, nonce))? {
+            return Ok(false);
+        }
+        self.tables.consumed.insert((exp_ms, nonce), ());
+        Ok(true)
     }
 
     /// Revokes every sealed cookie of `user` made so far.
     pub fn bump_epoch(&mut self, user: &str) -> Result<(), StoreError> {
-        let epoch = self.tables.user_epoch.get(user)?.map_or(0, |e| e.value());
-        self.tables.user_epoch.insert(user, epoch.wrapping_add(1))?;
+        let epoch = self.tables.user_epoch.get(user, |e| e)?.unwrap_or(0);
+        self.tables.user_epoch.insert(user, epoch.wrapping_add(1));
         Ok(())
     }
 
     /// Revokes one sealed cookie session until it would have expired.
     pub fn deny(&mut self, sid: [u8; 16], until_ms: u64) -> Result<(), StoreError> {
-        self.tables.denied.insert(sid, until_ms)?;
+        self.tables.denied.insert(sid, until_ms);
         Ok(())
     }
 
@@ -143,44 +141,29 @@ impl<'t> Batch<'t> {
     /// presented: past their expiry by more than `skew_ms`.
     pub fn purge_tokens(&mut self, skew_ms: u64) -> Result<u64, StoreError> {
         let horizon = self.now.saturating_sub(skew_ms);
-        let mut gone = Vec::new();
-        for row in self.tables.consumed.range(..(horizon, [0u8; 24]))? {
-            gone.push(row?.0.value());
-        }
-        for key in &gone {
-            self.tables.consumed.remove(key)?;
-        }
-        let mut denied = Vec::new();
-        for row in self.tables.denied.iter()? {
-            let (sid, until) = row?;
-            if until.value() < horizon {
-                denied.push(sid.value());
-            }
-        }
-        for sid in &denied {
-            self.tables.denied.remove(sid)?;
-        }
-        Ok((gone.len() + denied.len()) as u64)
+        let gone = self.tables.consumed.matching(|(exp, _), ()| exp < horizon)?;
+        let denied = self.tables.denied.matching(|_, until| until < horizon)?;
+        let n = (gone.len() + denied.len()) as u64;
+        gone.into_iter().for_each(|key| self.tables.consumed.remove_bytes(key));
+        denied.into_iter().for_each(|key| self.tables.denied.remove_bytes(key));
+        Ok(n)
     }
 
     pub fn slot(&mut self, key: SessionKey) -> Result<&mut Slot, StoreError> {
         if !self.slots.contains_key(&key) {
-            // What the writer last published is the open transaction's row
-            // (see `Cache::published`): copying it is cheaper than finding
-            // and decoding the row.
-            let mut record = match self.cache.published(&key) {
+            // What the writer last published is the latest row (see
+            // `Cache::published`): copying it is cheaper than finding and
+            // decoding the row.
+            let mut record = match self.out.cache.published(&key) {
                 Some(published) => Some(Record::clone(&published)),
-                None => match self.tables.sessions.get(key.as_bytes())? {
-                    Some(bytes) => Some(Record::decode(bytes.value())?),
-                    None => None,
-                },
+                None => self.tables.sessions.get(key.as_bytes(), Record::decode)?.transpose()?,
             };
             self.loaded_bytes += record.as_ref().map_or(0, Record::memory_bytes);
             let stored =
                 record.as_ref().map(|r| Stored { expires_at: r.expires_at_ms, user: r.user.clone(), handle: r.handle });
             // Touches move the index first: take the later expiry, so no
             // write undoes one.
-            if let (Some(r), Some(e)) = (record.as_mut(), self.ttl.get(&key)) {
+            if let (Some(r), Some(e)) = (record.as_mut(), self.out.ttl.get(&key)) {
                 r.expires_at_ms = r.expires_at_ms.max(e.expires_at);
                 r.last_active_ms = r.last_active_ms.max(e.last_active);
             }
@@ -205,7 +188,7 @@ impl<'t> Batch<'t> {
         if self.aliases.contains_key(&key) {
             return Ok(true);
         }
-        Ok(self.tables.sessions.get(key.as_bytes())?.is_some() || self.tables.aliases.get(key.as_bytes())?.is_some())
+        Ok(self.tables.sessions.contains(key.as_bytes())? || self.tables.aliases.contains(key.as_bytes())?)
     }
 
     /// A new key for a client, and the id it is kept under (see `keys.rs`).
@@ -287,10 +270,8 @@ impl<'t> Batch<'t> {
     /// The keys `user` owns, as of this point in the batch.
     pub fn owner_keys(&mut self, user: &str) -> Result<&mut BTreeSet<SessionKey>, StoreError> {
         if !self.users.contains_key(user) {
-            let mut keys = BTreeSet::new();
-            for row in self.tables.by_user.range((user, [0u8; 32])..=(user, [0xFF; 32]))? {
-                keys.insert(SessionKey::from_bytes(row?.0.value().1));
-            }
+            // The owner index holds what every batch so far published.
+            let keys = self.out.owners.keys(user).into_iter().collect();
             self.users.insert(user.to_owned(), keys);
         }
         Ok(self.users.get_mut(user).expect("inserted above"))
@@ -301,7 +282,7 @@ impl<'t> Batch<'t> {
         if let Some(key) = self.handles.get(&handle) {
             return Ok(*key);
         }
-        Ok(self.tables.handles.get(handle)?.map(|k| SessionKey::from_bytes(k.value())))
+        self.tables.handles.get(handle, SessionKey::from_bytes)
     }
 
     /// The last activity of `key` if it is live. Sessions not loaded in this
@@ -311,7 +292,7 @@ impl<'t> Batch<'t> {
         if let Some(slot) = self.slots.get(&key) {
             return Ok(slot.record.as_ref().filter(|r| r.is_live(now)).map(|r| r.last_active_ms));
         }
-        Ok(self.ttl.live(&key, now).map(|e| e.last_active))
+        Ok(self.out.ttl.live(&key, now).map(|e| e.last_active))
     }
 
     /// Writes every changed slot back, with its expiry, owner and handle
@@ -321,16 +302,16 @@ impl<'t> Batch<'t> {
         let mut owners = Vec::new();
         for (alias, target) in &self.aliases {
             match target {
-                Some(primary) => t.aliases.insert(alias.as_bytes(), primary.as_bytes())?,
-                None => t.aliases.remove(alias.as_bytes())?,
-            };
+                Some(primary) => t.aliases.insert(alias.as_bytes(), primary.as_bytes()),
+                None => t.aliases.remove(alias.as_bytes()),
+            }
         }
         for (key, slot) in self.slots.iter().filter(|(_, s)| s.dirty) {
             let k = *key.as_bytes();
             let (old, new) = (slot.stored.as_ref(), slot.record.as_ref());
             if old.map(|o| o.expires_at) != new.map(|r| r.expires_at_ms) {
                 if let Some(o) = old {
-                    t.expiry.remove((o.expires_at, k))?;
+                    t.expiry.remove((o.expires_at, k));
                 }
             }
             let old_owner = old.map(|o| (o.user.as_deref(), o.handle));
@@ -342,33 +323,32 @@ impl<'t> Batch<'t> {
             if old_owner != new_owner {
                 if let Some((user, handle)) = old_owner {
                     if let Some(user) = user {
-                        t.by_user.remove((user, k))?;
+                        t.by_user.remove((user, k));
                     }
                     // After a CYCLE the handle may already name the new key.
-                    if t.handles.get(handle)?.map(|v| v.value()) == Some(k) {
-                        t.handles.remove(handle)?;
+                    if t.handles.get(handle, |v| v)? == Some(k) {
+                        t.handles.remove(handle);
                     }
                 }
                 if let Some((user, handle)) = new_owner {
                     if let Some(user) = user {
-                        t.by_user.insert((user, k), ())?;
+                        t.by_user.insert((user, k), ());
                     }
-                    t.handles.insert(handle, k)?;
+                    t.handles.insert(handle, k);
                 }
             }
             match new {
                 Some(record) => {
-                    t.sessions.insert(&k, record.encode().as_slice())?;
-                    t.expiry.insert((record.expires_at_ms, k), record.last_active_ms)?;
+                    t.sessions.insert(&k, record.encode().as_slice());
+                    t.expiry.insert((record.expires_at_ms, k), record.last_active_ms);
                 }
                 None if old.is_some() => {
-                    t.sessions.remove(&k)?;
+                    t.sessions.remove(&k);
                 }
                 None => {}
             }
         }
-        let for_readers = self.tables.changed_for_readers();
-        let redo = self.tables.take_redo();
-        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases, redo, for_readers, owners })
+        let rows = self.tables.take_rows();
+        Ok(Changes { slots: self.slots, refile: self.refile, aliases: self.aliases, rows, owners })
     }
 }

@@ -2,31 +2,32 @@
 //!
 //! It drains every queued mutation into one batch (group commit), validates
 //! each against the latest state (existence, expiry, compare-and-set
-//! version, limits), writes the changed rows into the open redb write
-//! transaction, appends them to the write-ahead log as one frame (synced in
-//! strict mode), then publishes the new records to the cache and the TTL
-//! index, and only then answers. So:
+//! version, limits), appends the rows it changed to the write-ahead log as
+//! one frame (synced in strict mode), then publishes the new records to the
+//! cache, the TTL index and `Pending`, and only then answers. So:
 //! - in strict mode nothing is acknowledged before it is durable in the log;
 //! - no reader ever sees a state that a crash could take back (in strict
 //!   mode), nor a session after its delete or cycle was acknowledged;
-//! - repeated writes to one session within a batch cost one insert;
+//! - repeated writes to one session within a batch cost one row;
 //! - the `expiry`, `by_user` and `handles` tables, and the TTL index, follow
 //!   every session row.
 //!
-//! The open transaction spans many batches and is committed to redb rarely:
-//! durably (a checkpoint, after which the log starts over) when the log
-//! reaches `checkpoint_bytes` or its first frame `checkpoint_age`, and at
-//! shutdown. Within one transaction redb changes a page in place once it has
-//! copied it, so a session written a thousand times between checkpoints
-//! costs one page copy, not a thousand. Until a batch reaches redb, readers
-//! must not need redb for it:
-//! - session rows: the cache pins what the writer publishes until the
-//!   transaction holding it commits (see `cache.rs`); that memory is bounded
-//!   by the log's size at a checkpoint;
+//! redb is not on this path. The writer reads it through a snapshot under
+//! the rows still pending, and hands each frame's rows to the applier
+//! thread (`applier.rs`), which writes them into redb a little later and
+//! makes them durable when the log needs a file back. Until redb holds a
+//! row, readers find it elsewhere:
+//! - session rows: the cache pins what the writer publishes until redb
+//!   holds it (see `cache.rs`), and `Pending` has them besides;
 //! - owners: the owner index in memory, published like the cache;
-//! - sealed-cookie revocations, which readers query in redb: a batch that
-//!   changes them commits the open transaction (without fsync: the log has
-//!   it) before it is acknowledged.
+//! - sealed-cookie revocations and everything else: `Pending`.
+//!
+//! The log is two files written in turn (`wal::Log`): when the active one
+//! reaches `checkpoint_bytes` or its first frame `checkpoint_age`, the
+//! writer moves to the other, once redb holds all of that one durably, and
+//! asks the applier to make the file it left durable. A checkpoint thus
+//! never stops the writer, and replay after a crash is bounded by the two
+//! files.
 //!
 //! `batch.rs` holds a batch's view of the sessions it touches; `apply.rs`
 //! what each operation does to it.
@@ -36,10 +37,10 @@
 //! the stored and the indexed expiry, so a write never undoes a touch, and
 //! persisting a touch is just writing the loaded record back.
 //!
-//! If a log write or a commit fails, every mutation of the batch, and every
-//! later one, is answered UNAVAILABLE and the daemon is told to stop: it
-//! fails closed. The log holds every acknowledged write, so the next start
-//! replays them.
+//! If a log write or a redb commit fails, every mutation of the batch, and
+//! every later one, is answered UNAVAILABLE and the daemon is told to
+//! stop: it fails closed. The log holds every acknowledged write, so the
+//! next start replays them.
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -49,12 +50,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod applier;
 mod apply;
 mod batch;
 
-use redb::{Durability, WriteTransaction};
+use parking_lot::Mutex;
+use redb::{ReadTransaction, ReadableDatabase};
 use sessiond_protocol::{ErrorCode, Expiry, Field, PackedFields, Response, SessionHandle, SessionKey};
 
+use self::applier::{ApplyMsg, Progress};
 use self::apply::Applier;
 use self::batch::{Batch, Changes};
 use crate::aliases::AliasIndex;
@@ -65,7 +69,7 @@ use crate::owners::OwnerIndex;
 use crate::record::ExpiryRules;
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
-use crate::store::{LOG_SEQ, META, Store, StoreError, Tables};
+use crate::store::{Store, StoreError, Tables};
 use crate::ttl::TtlIndex;
 use crate::wal::Redo;
 
@@ -252,6 +256,9 @@ pub struct WriterConfig {
     pub rules: ExpiryRules,
     pub max_sessions_per_user: Option<usize>,
     pub limit_policy: LimitPolicy,
+    /// For the power-loss test's positive control only: answer a batch
+    /// before its frame is synced, which strict mode must never do.
+    pub ack_before_sync: bool,
 }
 
 /// The shared state the writer publishes to after each commit.
@@ -369,6 +376,21 @@ impl Writer {
             capacity: config.queue_capacity,
             max_bytes: config.max_queued_bytes,
         };
+        let on_fatal: Arc<dyn Fn(String) + Send + Sync> = {
+            let once = Mutex::new(on_fatal);
+            Arc::new(move |why| (once.lock())(why))
+        };
+        let progress = Arc::new(Progress::default());
+        let (applier_tx, applier_rx) = channel();
+        let applier = applier::Applier {
+            store: store.clone(),
+            stats: stats.clone(),
+            progress: progress.clone(),
+            rx: applier_rx,
+            on_fatal: on_fatal.clone(),
+        };
+        let applier = std::thread::Builder::new().name("sessiond-applier".into()).spawn(move || applier.run())?;
+        let snapshot = store.db().begin_read().map_err(std::io::Error::other)?;
         let state = WriterThread {
             store,
             out,
@@ -380,10 +402,16 @@ impl Writer {
             carried: VecDeque::new(),
             on_fatal,
             failed: false,
-            open: None,
-            generation: 1,
+            snapshot,
+            applier_tx: Some(applier_tx),
+            applier: Some(applier),
+            progress,
+            seen_applied: 0,
+            unapplied: VecDeque::new(),
+            pending_bytes: 0,
+            redo: Redo::default(),
+            sync_after_answer: false,
             unsynced_since: None,
-            log_since: None,
         };
         let thread = std::thread::Builder::new().name("sessiond-writer".into()).spawn(move || state.run())?;
         Ok(Self { queue, thread })
@@ -413,18 +441,39 @@ struct WriterThread {
     /// Jobs taken from the queue that the last batch had no room for: they
     /// lead the next one, in order.
     carried: VecDeque<Job>,
-    on_fatal: Box<dyn Fn(String) + Send>,
+    on_fatal: Arc<dyn Fn(String) + Send + Sync>,
     failed: bool,
-    /// The write transaction batches go into until it is committed.
-    open: Option<WriteTransaction>,
-    /// Counts the open transactions; the cache pins what is published from
-    /// this one until [`Cache::applied`] is told it committed.
-    generation: u64,
+    /// redb as of the applier's last commit the writer has seen; batches
+    /// read it under `Pending`.
+    snapshot: ReadTransaction,
+    /// `None` once the writer has stopped.
+    applier_tx: Option<Sender<ApplyMsg>>,
+    applier: Option<JoinHandle<()>>,
+    progress: Arc<Progress>,
+    /// The last frame redb held when the snapshot was taken.
+    seen_applied: u64,
+    /// Frames redb may not hold yet, oldest first.
+    unapplied: VecDeque<Unapplied>,
+    pending_bytes: usize,
+    /// The frame being built, kept to reuse its allocation.
+    redo: Redo,
+    /// The positive control's broken order: sync after answering.
+    sync_after_answer: bool,
     /// Relaxed mode: when the oldest log frame not yet synced was appended.
     unsynced_since: Option<Instant>,
-    /// When the first frame since the log last started over was appended.
-    log_since: Option<Instant>,
 }
+
+/// A frame redb may not hold yet: its rows, to forget from `Pending` once
+/// it does, and the memory they hold there.
+struct Unapplied {
+    seq: u64,
+    rows: Vec<(u8, crate::pending::Bytes)>,
+    bytes: usize,
+}
+
+/// How long the writer waits at a time for the applier, when `Pending`
+/// holds more than it may or a log file is not yet free.
+const WAIT_FOR_APPLIER: Duration = Duration::from_millis(20);
 
 impl WriterThread {
     fn run(mut self) {
@@ -449,16 +498,22 @@ impl WriterThread {
             }
             self.commit_batch(jobs);
         }
-        // Answer anything still queued, then make everything durable in
-        // redb: the log starts the next run empty.
+        // Answer anything still queued, then let the applier make
+        // everything durable in redb: the log starts the next run empty.
         let mut rest: Vec<Job> = self.carried.drain(..).collect();
         rest.extend(self.rx.try_iter().filter_map(|m| if let Msg::Job(j) = m { Some(j) } else { None }));
         while !rest.is_empty() {
             self.commit_batch(rest);
             rest = self.carried.drain(..).collect();
         }
-        if !self.failed {
-            if let Err(e) = self.commit_open(true).and_then(|()| self.store.mark_clean()) {
+        drop(self.applier_tx.take());
+        if let Some(applier) = self.applier.take() {
+            if applier.join().is_err() {
+                self.fail(&"the applier thread panicked");
+            }
+        }
+        if !self.failed && !self.progress.failed.load(Ordering::Acquire) {
+            if let Err(e) = self.store.mark_clean() {
                 self.fail(&e);
             }
         }
@@ -470,8 +525,8 @@ impl WriterThread {
         job
     }
 
-    /// Waits for the next message, waking to sync the log or checkpoint
-    /// when one is due.
+    /// Waits for the next message, waking to sync the log or switch its
+    /// files when one is due.
     fn next_msg(&mut self) -> Option<Msg> {
         loop {
             let Some(deadline) = self.next_deadline() else { return self.rx.recv().ok() };
@@ -487,70 +542,93 @@ impl WriterThread {
         if self.failed {
             return None;
         }
+        let now = Instant::now();
         let sync = self.unsynced_since.zip(self.config.flush_interval).map(|(since, interval)| since + interval);
-        let checkpoint = self.log_since.map(|since| since + self.config.checkpoint_age);
-        [sync, checkpoint].into_iter().flatten().min()
+        // A switch that is due but waits for the applier is tried again
+        // shortly, not in a busy loop.
+        let switch = self
+            .store
+            .log()
+            .age()
+            .map(|age| (now + self.config.checkpoint_age.saturating_sub(age)).max(now + WAIT_FOR_APPLIER));
+        [sync, switch].into_iter().flatten().min()
     }
 
-    /// Does whatever is due: a relaxed-mode log sync, a checkpoint.
+    /// Does whatever is due: a relaxed-mode log sync, a switch of log files.
     fn maintain(&mut self) {
         if self.failed {
             return;
         }
         let now = Instant::now();
-        let result = (|| -> Result<(), StoreError> {
+        let result = (|| -> Result<Option<u64>, StoreError> {
+            let mut log = self.store.log();
             if let (Some(since), Some(interval)) = (self.unsynced_since, self.config.flush_interval) {
                 if now >= since + interval {
-                    self.store.wal().sync()?;
+                    log.sync()?;
                     self.unsynced_since = None;
                     Stats::add(&self.stats.log_syncs, 1);
                 }
             }
-            let checkpoint = self.store.wal().written() >= self.config.checkpoint_bytes
-                || self.log_since.is_some_and(|since| now >= since + self.config.checkpoint_age);
-            if checkpoint { self.commit_open(true) } else { Ok(()) }
+            let due = log.written() >= self.config.checkpoint_bytes
+                || log.age().is_some_and(|age| age >= self.config.checkpoint_age);
+            if !due {
+                return Ok(None);
+            }
+            let left = log.switch(self.progress.durable.load(Ordering::Acquire))?;
+            if left.is_some() {
+                // Switching synced the file left.
+                self.unsynced_since = None;
+            }
+            Ok(left)
         })();
-        if let Err(e) = result {
-            self.fail(&e);
+        match result {
+            Ok(Some(left)) => self.send_applier(ApplyMsg::Durable { through: left }),
+            Ok(None) => {}
+            Err(e) => self.fail(&e),
         }
     }
 
-    /// Commits the open transaction to redb, recording the last log frame
-    /// it holds. `durable`: a checkpoint, made with fsync (even with nothing
-    /// open, to make earlier commits durable), after which the log starts
-    /// over.
-    fn commit_open(&mut self, durable: bool) -> Result<(), StoreError> {
-        let mut txn = match self.open.take() {
-            Some(txn) => txn,
-            None if durable => self.store.db().begin_write()?,
-            None => return Ok(()),
-        };
-        let started = Instant::now();
-        let seq = self.store.wal().last_seq();
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
-        // The data written is chosen by clients; 2PC keeps a torn commit
-        // from ever validating (see redb's set_two_phase_commit docs).
-        txn.set_two_phase_commit(true);
-        txn.open_table(META)?.insert(LOG_SEQ, seq)?;
-        txn.commit()?;
-        self.out.cache.applied(self.generation);
-        self.generation += 1;
-        Stats::add(&self.stats.db_commits, 1);
-        self.stats.db_commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        if durable {
-            self.store.wal().restart(seq + 1);
-            self.unsynced_since = None;
-            self.log_since = None;
-            Stats::add(&self.stats.checkpoints, 1);
+    fn send_applier(&mut self, msg: ApplyMsg) {
+        if let Some(tx) = &self.applier_tx {
+            if tx.send(msg).is_err() {
+                self.fail(&"the applier thread has stopped");
+            }
         }
-        Ok(())
+    }
+
+    /// Takes in what the applier has committed since the last batch: a new
+    /// snapshot that holds it, and the rows it holds are forgotten from
+    /// `Pending` and unpinned in the cache. While `Pending` holds more than
+    /// its bound, waits for the applier.
+    fn catch_up(&mut self) -> Result<(), String> {
+        let bound = usize::try_from(self.config.checkpoint_bytes).unwrap_or(usize::MAX).saturating_mul(4);
+        loop {
+            if self.progress.failed.load(Ordering::Acquire) {
+                return Err("applying the log to the database failed".into());
+            }
+            let applied = self.progress.applied.load(Ordering::Acquire);
+            if applied > self.seen_applied {
+                // Begun after the commit of `applied`, so it holds every
+                // row forgotten below.
+                self.snapshot = self.store.db().begin_read().map_err(|e| e.to_string())?;
+                while self.unapplied.front().is_some_and(|u| u.seq <= applied) {
+                    let done = self.unapplied.pop_front().expect("checked above");
+                    self.store.pending().applied(done.seq, &done.rows);
+                    self.pending_bytes -= done.bytes;
+                }
+                self.out.cache.applied(applied);
+                self.seen_applied = applied;
+            }
+            if self.pending_bytes <= bound {
+                return Ok(());
+            }
+            Stats::add(&self.stats.applier_waits, 1);
+            self.progress.wait(WAIT_FOR_APPLIER);
+        }
     }
 
     fn fail(&mut self, error: &dyn std::fmt::Display) {
         Stats::add(&self.stats.commit_failures, 1);
-        // Whatever the open transaction holds past the failure is unknown:
-        // it is dropped, never committed. The log has every acknowledged write.
-        self.open = None;
         if !self.failed {
             self.failed = true;
             tracing::error!(%error, "commit failed: refusing all further writes");
@@ -576,6 +654,12 @@ impl WriterThread {
             }
         };
         deliver_all(jobs.into_iter().map(|j| j.reply).zip(answers));
+        if std::mem::take(&mut self.sync_after_answer) {
+            let synced = self.store.log().sync();
+            if let Err(e) = synced {
+                self.fail(&e);
+            }
+        }
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| self.maintain())) {
             self.fail(&format!("the writer panicked: {}", panic_text(&*panic)));
         }
@@ -584,26 +668,41 @@ impl WriterThread {
     /// Applies, logs and publishes as much of `jobs` as fits one batch
     /// (the rest are carried to the next); returns their answers.
     fn run_batch(&mut self, jobs: &mut Vec<Job>) -> Vec<Response> {
+        if let Err(e) = self.catch_up() {
+            self.fail(&e);
+            return unavailable(jobs.len(), "storage has failed");
+        }
         let now = self.clock.now_ms();
         let started = Instant::now();
         let result = self.apply_and_log(jobs, now);
-        if let Ok((responses, _)) = &result {
+        if let Ok((responses, _, _)) = &result {
             // The batch was full: the rest lead the next one.
             self.carried.extend(jobs.drain(responses.len()..));
         }
         self.stats.commit_batch.record(jobs.len() as u64);
         self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        let (mut responses, changes) = match result {
+        let (mut responses, changes, seq) = match result {
             Ok(done) => done,
             Err(e) => {
                 self.fail(&e);
                 return unavailable(jobs.len(), "commit failed");
             }
         };
+        // The cache pins what it is given until redb holds frame `seq`;
+        // a batch that logged nothing pins nothing.
+        let generation = seq.unwrap_or(self.seen_applied).max(1);
+        if let Some(seq) = seq {
+            self.store.pending().publish(seq, &changes.rows);
+            let bytes = changes.rows.iter().map(crate::pending::Row::bytes).sum();
+            let keys = changes.rows.iter().map(|r| (r.table, r.key.clone())).collect();
+            self.unapplied.push_back(Unapplied { seq, rows: keys, bytes });
+            self.pending_bytes += bytes;
+            self.send_applier(ApplyMsg::Rows { seq, rows: changes.rows });
+        }
         for (key, slot) in changes.slots.into_iter().filter(|(_, s)| s.dirty) {
             let stored = slot.record.as_ref().map(|r| (r.expires_at_ms, r.last_active_ms));
             self.out.ttl.publish(key, stored, slot.expiry_reset);
-            self.out.cache.publish(key, slot.record.map(Arc::new), self.generation);
+            self.out.cache.publish(key, slot.record.map(Arc::new), generation);
         }
         for (alias, primary) in changes.aliases {
             self.out.aliases.publish(alias, primary);
@@ -614,16 +713,10 @@ impl WriterThread {
         for key in changes.refile {
             self.out.ttl.refile(key);
         }
-        // The batch is in the log now, so it holds even if this
-        // commit fails: its answers stand, and the restart replays it.
-        let checkpoint = jobs.iter().any(|j| matches!(j.op, Op::Checkpoint));
-        if changes.for_readers || checkpoint {
-            if let Err(e) = self.commit_open(checkpoint) {
-                self.fail(&e);
-                for (job, response) in jobs.iter().zip(responses.iter_mut()) {
-                    if matches!(job.op, Op::Checkpoint) {
-                        *response = Response::error(ErrorCode::Unavailable, "checkpoint failed");
-                    }
+        for (job, response) in jobs.iter().zip(responses.iter_mut()) {
+            if matches!(job.op, Op::Checkpoint) {
+                if let Err(e) = self.checkpoint() {
+                    *response = Response::error(ErrorCode::Unavailable, format!("checkpoint failed: {e}"));
                 }
             }
         }
@@ -632,18 +725,23 @@ impl WriterThread {
         responses
     }
 
-    /// Applies the batch to the open transaction and logs what it changed.
-    /// On success the batch is as durable as the mode promises. Jobs are
-    /// applied in order until what the frame may hold reaches
-    /// `max_batch_bytes` (at least one is); the answers returned are for
-    /// that many, and the caller keeps the rest for the next batch.
-    fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes), StoreError> {
-        if self.open.is_none() {
-            self.open = Some(self.store.db().begin_write()?);
-        }
-        let txn = self.open.as_ref().expect("opened above");
+    /// Waits until redb holds everything logged so far, durably.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let (tx, rx) = channel();
+        self.send_applier(ApplyMsg::Checkpoint(tx));
+        rx.recv().map_err(|_| "the applier thread has stopped".to_owned())?
+    }
+
+    /// Applies the batch and logs what it changed. On success the batch is
+    /// as durable as the mode promises. Jobs are applied in order until
+    /// what the frame may hold reaches `max_batch_bytes` (at least one is);
+    /// the answers returned are for that many, and the caller keeps the
+    /// rest for the next batch. Returns the frame's number, if the batch
+    /// changed anything.
+    fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes, Option<u64>), StoreError> {
         let (responses, changes) = {
-            let mut batch = Batch::new(Tables::open(txn)?, &self.out.ttl, &self.out.cache, now);
+            let tables = Tables::open(&self.snapshot, self.store.pending())?;
+            let mut batch = Batch::new(tables, &self.out, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
             let mut responses = Vec::with_capacity(jobs.len());
             let mut cost = 0;
@@ -665,20 +763,25 @@ impl WriterThread {
             }
             (responses, batch.write_back()?)
         };
-        if changes.redo.iter().any(|r| !r.is_empty()) {
-            let parts = changes.redo.each_ref().map(Redo::as_bytes);
-            let mut wal = self.store.wal();
-            wal.append(&parts)?;
-            Stats::add(&self.stats.log_frames, 1);
-            if self.config.flush_interval.is_none() {
-                wal.sync()?;
-                Stats::add(&self.stats.log_syncs, 1);
-            } else if self.unsynced_since.is_none() {
-                self.unsynced_since = Some(Instant::now());
-            }
-            self.log_since.get_or_insert_with(Instant::now);
+        if changes.rows.is_empty() {
+            return Ok((responses, changes, None));
         }
-        Ok((responses, changes))
+        self.redo.clear();
+        for row in &changes.rows {
+            self.redo.put(row.table, &row.key, row.value.as_deref());
+        }
+        let mut log = self.store.log();
+        let seq = log.append(&[self.redo.as_bytes()])?;
+        Stats::add(&self.stats.log_frames, 1);
+        if self.config.flush_interval.is_some() {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        } else if self.config.ack_before_sync {
+            self.sync_after_answer = true;
+        } else {
+            log.sync()?;
+            Stats::add(&self.stats.log_syncs, 1);
+        }
+        Ok((responses, changes, Some(seq)))
     }
 }
 
