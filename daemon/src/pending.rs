@@ -12,8 +12,9 @@
 //! after looking. Only the writer removes rows, after it saw the applier's
 //! commit (see `Writer::catch_up`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use parking_lot::RwLock;
 
@@ -53,7 +54,7 @@ pub struct Pending {
 impl Pending {
     /// Table ids run from 1 to `tables`.
     pub fn new(tables: usize) -> Self {
-        Self { tables: (0..tables).map(|_| RwLock::default()).collect() }
+        Self { tables: (0..tables).map(|_| RwLock::new(HashMap::default())).collect() }
     }
 
     fn table(&self, table: u8) -> &RwLock<HashMap<Bytes, Latest>> {
@@ -88,10 +89,16 @@ impl Pending {
     /// Forgets the rows frame `seq` wrote, once redb holds them visibly,
     /// unless a later frame wrote them again.
     pub fn applied(&self, seq: u64, rows: &[(u8, Bytes)]) {
-        for (table, key) in rows {
-            let mut map = self.table(*table).write();
-            if map.get(key).is_some_and(|latest| latest.seq == seq) {
-                map.remove(key);
+        for (i, table) in self.tables.iter().enumerate() {
+            let mut rows = rows.iter().filter(|(t, _)| usize::from(*t) == i + 1).peekable();
+            if rows.peek().is_none() {
+                continue;
+            }
+            let mut map = table.write();
+            for (_, key) in rows {
+                if map.get(key).is_some_and(|latest| latest.seq == seq) {
+                    map.remove(key);
+                }
             }
         }
     }

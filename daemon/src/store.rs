@@ -491,7 +491,7 @@ pub(crate) struct Logged<'t, K: Key + 'static, V: Value + 'static> {
     id: u8,
     pending: &'t Pending,
     /// This batch's changes, by key bytes.
-    local: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    local: foldhash::HashMap<Bytes, Option<Bytes>>,
 }
 
 impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
@@ -501,7 +501,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
         id: u8,
         pending: &'t Pending,
     ) -> Result<Self, StoreError> {
-        Ok(Self { table: snapshot.open_table(def)?, id, pending, local: HashMap::new() })
+        Ok(Self { table: snapshot.open_table(def)?, id, pending, local: foldhash::HashMap::default() })
     }
 
     /// The row under `key`, as of this point in the batch, passed to `f`.
@@ -526,14 +526,14 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
     }
 
     pub fn insert<'k, 'v>(&mut self, key: impl Borrow<K::SelfType<'k>>, value: impl Borrow<V::SelfType<'v>>) {
-        let key = K::as_bytes(key.borrow()).as_ref().to_vec();
-        self.local.insert(key, Some(V::as_bytes(value.borrow()).as_ref().to_vec()));
+        let key = K::as_bytes(key.borrow()).as_ref().into();
+        self.local.insert(key, Some(V::as_bytes(value.borrow()).as_ref().into()));
     }
 
     /// Removes the row, if there is one: removing a missing row is logged
     /// too, and replays as nothing.
     pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) {
-        self.local.insert(K::as_bytes(key.borrow()).as_ref().to_vec(), None);
+        self.local.insert(K::as_bytes(key.borrow()).as_ref().into(), None);
     }
 
     /// The keys (as bytes, for [`Logged::remove_bytes`]) of every row for
@@ -548,7 +548,9 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
         for row in self.table.iter()? {
             let (key, value) = row?;
             let bytes = K::as_bytes(&key.value()).as_ref().to_vec();
-            if !self.local.contains_key(&bytes) && !pending.contains_key(&bytes[..]) && keep(key.value(), value.value())
+            if !self.local.contains_key(&bytes[..])
+                && !pending.contains_key(&bytes[..])
+                && keep(key.value(), value.value())
             {
                 out.push(bytes);
             }
@@ -562,22 +564,18 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
         }
         for (key, value) in &self.local {
             if value.as_deref().is_some_and(|v| keep(K::from_bytes(key), V::from_bytes(v))) {
-                out.push(key.clone());
+                out.push(key.to_vec());
             }
         }
         Ok(out)
     }
 
     pub fn remove_bytes(&mut self, key: Vec<u8>) {
-        self.local.insert(key, None);
+        self.local.insert(key.into(), None);
     }
 
     fn take_rows(&mut self, rows: &mut Vec<Row>) {
-        rows.extend(self.local.drain().map(|(key, value)| Row {
-            table: self.id,
-            key: key.into(),
-            value: value.map(Into::into),
-        }));
+        rows.extend(self.local.drain().map(|(key, value)| Row { table: self.id, key, value }));
     }
 }
 

@@ -676,6 +676,41 @@ mod tests {
     }
 
     #[test]
+    fn the_log_moves_to_a_file_only_once_the_database_holds_it_and_replays_both_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [dir.path().join("a"), dir.path().join("b")];
+        let open = || paths.each_ref().map(|p| Wal::open(p).unwrap());
+        let [(a, _), (b, _)] = open();
+        let mut log = Log::new([a, b]);
+        log.reset(1).unwrap();
+        for _ in 0..3 {
+            log.append(&[b"a"]).unwrap();
+        }
+        // The second file is empty: free at once. Frames 1-3 stay in the first.
+        assert_eq!(log.switch(0).unwrap(), Some(3));
+        for _ in 0..3 {
+            log.append(&[b"b"]).unwrap();
+        }
+        // Back to the first file only once the database holds 1-3 durably:
+        // overwriting them sooner would lose them to a crash.
+        assert_eq!(log.switch(2).unwrap(), None, "frame 3 is not durable yet");
+        log.append(&[b"b"]).unwrap();
+        let [(_, a), (_, b)] = open();
+        assert_eq!(seqs(&replayable_pair([&a, &b], 0).unwrap()), (1..=7).collect::<Vec<_>>());
+        assert_eq!(seqs(&replayable_pair([&b, &a], 2).unwrap()), (3..=7).collect::<Vec<_>>());
+        assert_eq!(log.switch(3).unwrap(), Some(7));
+        log.append(&[b"a"]).unwrap();
+        log.sync().unwrap();
+        // Frame 8 went to the start of the first file; the second holds
+        // 4-7 and is read first, whatever order the files are given in.
+        let [(_, a), (_, b)] = open();
+        assert_eq!(seqs(&replayable_pair([&a, &b], 3).unwrap()), vec![4, 5, 6, 7, 8]);
+        assert_eq!(seqs(&replayable_pair([&b, &a], 5).unwrap()), vec![6, 7, 8]);
+        // A database behind the second file's start has lost a checkpoint.
+        assert!(matches!(replayable_pair([&a, &b], 1), Err((1, LogError::Gap { applied: 1, found: 4 }))));
+    }
+
+    #[test]
     fn replay_skips_what_the_database_holds_and_stops_out_of_sequence() {
         // Database at 3; log restarted after 2, so frames 3.. follow.
         assert_eq!(seqs(&replayable(&log_of(&[3, 4, 5], 8).0, 3).unwrap()), vec![4, 5]);

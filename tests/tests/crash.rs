@@ -77,7 +77,11 @@ async fn acknowledged_writes_survive_sigkill() {
 async fn acknowledged_writes_survive_sigkill_during_checkpoints() {
     let cycles = std::env::var("SESSIOND_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
     let busy_checkpoints = "[durability]\ncheckpoint_mb = 1\ncheckpoint_secs = 1\n";
-    let (tally, during) = crash_loop_with(Some(busy_checkpoints), cycles, 0xC4EC, KeepLog, KillAt::Checkpoint).await;
+    // Values of 16 KiB fill a log file in a few dozen writes: the writer
+    // comes back to a file while the checkpoint of its frames may still
+    // run, and must not overwrite them until it is done.
+    let (tally, during) =
+        crash_loop_with(Some(busy_checkpoints), cycles, 0xC4EC, KeepLog, (KillAt::Checkpoint, 16 << 10)).await;
     eprintln!("strict, killed during checkpoints: {cycles} cycles, {during} kills with one running, {tally:?}");
     assert_nothing_lost(&tally, cycles);
     assert!(during * 2 >= cycles, "only {during} of {cycles} kills came while a checkpoint ran");
@@ -126,11 +130,18 @@ enum KillAt {
 }
 
 async fn crash_loop(config: Option<&str>, cycles: usize, seed: u64, log: LogFate) -> Tally {
-    crash_loop_with(config, cycles, seed, log, KillAt::Random).await.0
+    crash_loop_with(config, cycles, seed, log, (KillAt::Random, 0)).await.0
 }
 
-/// Returns the tally and how many kills came while a checkpoint ran.
-async fn crash_loop_with(config: Option<&str>, cycles: usize, seed: u64, log: LogFate, at: KillAt) -> (Tally, usize) {
+/// Returns the tally and how many kills came while a checkpoint ran. Each
+/// value written is `pad` bytes longer than its unique part.
+async fn crash_loop_with(
+    config: Option<&str>,
+    cycles: usize,
+    seed: u64,
+    log: LogFate,
+    (at, pad): (KillAt, usize),
+) -> (Tally, usize) {
     let mut during = 0;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
@@ -144,7 +155,8 @@ async fn crash_loop_with(config: Option<&str>, cycles: usize, seed: u64, log: Lo
             let client = daemon.client().await;
             let task_seed = rng.random::<u64>();
             let model = model.clone();
-            tasks.push(tokio::spawn(async move { write_until_killed(client, keys, model, cycle, t, task_seed).await }));
+            let shape = (cycle, t, task_seed, pad);
+            tasks.push(tokio::spawn(async move { write_until_killed(client, keys, model, shape).await }));
         }
         match at {
             KillAt::Random => tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await,
@@ -199,14 +211,12 @@ async fn write_until_killed(
     client: Client,
     mut live: Vec<(String, String)>,
     model: Arc<Mutex<Model>>,
-    cycle: usize,
-    task: usize,
-    seed: u64,
+    (cycle, task, seed, pad): (usize, usize, u64, usize),
 ) -> Vec<(String, Known)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut known = Vec::new();
     for op in 0.. {
-        let value = format!("c{cycle}-t{task}-o{op}-{:016x}", rng.random::<u64>());
+        let value = format!("c{cycle}-t{task}-o{op}-{:016x}{}", rng.random::<u64>(), "x".repeat(pad));
         model.lock().unwrap().sent.insert(value.clone());
         let roll = rng.random_range(0..100);
         let ack = |m: &Arc<Mutex<Model>>, kind: &'static str| {
