@@ -1,6 +1,16 @@
 //! `sessiond-load compare`: sessiond and Redis at matched durability, and
 //! the echo floor, on the same workloads, interleaved over several rounds,
 //! in one table and one plot per case.
+//!
+//! Each Redis persistence setting is one redis-server holding both mappings
+//! of [`crate::target`] (one JSON string per session, `redis …`, and one
+//! hash per session, `redis-hash …`) under their own key prefixes; the two
+//! are measured one after the other on the same process, like every other
+//! pair of targets. The cases ([`CASES`]) run at one request in flight per
+//! connection and at 16 (pipelined on the connection); the echo floor runs
+//! at depth 1 only, since its client sends its requests in batches and
+//! waits for the whole batch, which is no floor for 16 independent
+//! requests. `--cases` and `--targets` choose a subset.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -17,6 +27,92 @@ use crate::run::{RunConfig, load};
 use crate::target::{Error, Target};
 use crate::workload::Workload;
 
+/// A case: the workload, its connections, and the requests each connection
+/// keeps in flight.
+pub type Case = (Workload, usize, usize);
+
+/// The cases the comparison measures, in table order.
+pub const CASES: [Case; 7] = [
+    (Workload::Get, 50, 1),
+    (Workload::Get, 50, 16),
+    (Workload::Get, 1, 1),
+    (Workload::Patch, 50, 1),
+    (Workload::Patch, 50, 16),
+    (Workload::Web, 50, 1),
+    (Workload::Web, 50, 16),
+];
+
+/// A case's name for `--cases`: the workload and the connections, then `x`
+/// and the depth when it is more than one (`get1`, `patch50x16`).
+pub fn case_name((workload, connections, depth): Case) -> String {
+    match depth {
+        1 => format!("{}{connections}", workload.name()),
+        _ => format!("{}{connections}x{depth}", workload.name()),
+    }
+}
+
+/// The case's heading in the tables, and its plot's file name.
+fn case_title((workload, connections, depth): Case) -> (String, String) {
+    match depth {
+        1 => (format!("{} x {connections} connections", workload.name()), format!("{}-{connections}", workload.name())),
+        _ => (
+            format!("{} x {connections} connections x {depth} in flight", workload.name()),
+            format!("{}-{connections}x{depth}", workload.name()),
+        ),
+    }
+}
+
+/// The case named `name` (for `--cases`).
+pub fn parse_case(name: &str) -> Result<Case, String> {
+    CASES.into_iter().find(|c| case_name(*c) == name).ok_or_else(|| {
+        let all: Vec<String> = CASES.into_iter().map(case_name).collect();
+        format!("no case {name:?}; the cases are {}", all.join(", "))
+    })
+}
+
+/// The label of `--baseline`'s server.
+pub const BASELINE: &str = "baseline strict";
+
+/// sessiond's durabilities: (label, its `[durability]` section).
+const SESSIOND: [(&str, &str); 2] =
+    [("sessiond strict", "mode = \"strict\""), ("sessiond relaxed 1s", "mode = \"relaxed\"\nflush_interval_ms = 1000")];
+
+/// Redis's persistence settings, in the order of the sessiond durabilities
+/// they match, then none: (the labels' suffix, redis-server's arguments).
+const REDIS: [(&str, &[&str]); 3] = [
+    ("always", &["--appendonly", "yes", "--appendfsync", "always"]),
+    ("everysec", &["--appendonly", "yes", "--appendfsync", "everysec"]),
+    ("no persistence", &["--appendonly", "no"]),
+];
+
+/// A mapping of a session to Redis: (the labels' prefix, its target on a
+/// server's socket).
+type Mapping = (&'static str, fn(PathBuf) -> Target);
+
+/// The mappings of [`crate::target`], measured on each Redis server.
+const MAPPINGS: [Mapping; 2] = [("redis", Target::Redis), ("redis-hash", Target::RedisHash)];
+
+/// Every target the comparison can measure, by label, in table order.
+pub fn targets() -> Vec<String> {
+    let sessiond = SESSIOND.iter().map(|(label, _)| (*label).to_owned());
+    let redis = REDIS.iter().flat_map(|(p, _)| MAPPINGS.iter().map(move |(m, _)| format!("{m} {p}")));
+    sessiond.chain(redis).chain(["echo".to_owned()]).collect()
+}
+
+/// A label's name for `--targets`: `-` for its spaces.
+pub fn target_name(label: &str) -> String {
+    label.replace(' ', "-")
+}
+
+/// The label of the target named `name` (for `--targets`).
+pub fn parse_target(name: &str) -> Result<String, String> {
+    let all = targets();
+    all.iter().find(|l| target_name(l) == name).cloned().ok_or_else(|| {
+        let names: Vec<String> = all.iter().map(|l| target_name(l)).collect();
+        format!("no target {name:?}; the targets are {}", names.join(", "))
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
     /// Every ratio is taken round by round, so there is at least one.
@@ -28,14 +124,22 @@ pub struct CompareConfig {
     pub value_size: usize,
     pub out_dir: PathBuf,
     pub sessiond_bin: PathBuf,
+    /// Another sessiond binary, measured in strict mode in the same rounds
+    /// as [`BASELINE`]: a before/after of a change, interleaved.
+    pub baseline_bin: Option<PathBuf>,
     /// Sessions for the scale step (0: skip it): `get` on one connection
     /// with this many sessions against `sessions`, and memory per session.
     pub scale_sessions: usize,
+    /// The cases measured (of [`CASES`]; measured in its order).
+    pub cases: Vec<Case>,
+    /// The targets measured, by label (of [`targets`]; in its order). The
+    /// sessiond binary is needed only for sessiond's.
+    pub targets: Vec<String>,
 }
 
 /// A server this run started, killed on drop.
 struct Server {
-    label: &'static str,
+    /// For Redis, its JSON mapping.
     target: Target,
     child: Child,
     dir: tempfile::TempDir,
@@ -48,7 +152,7 @@ impl Drop for Server {
     }
 }
 
-fn start_sessiond(bin: &Path, label: &'static str, durability: &str) -> Result<Server, Error> {
+fn start_sessiond(bin: &Path, label: &str, durability: &str) -> Result<Server, Error> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("sessiond.toml");
     std::fs::write(&config, format!("[durability]\n{durability}\n[limits]\nmax_connections = 4096\n"))?;
@@ -68,10 +172,10 @@ fn start_sessiond(bin: &Path, label: &'static str, durability: &str) -> Result<S
         return Err(format!("{label} did not start: {line:?}").into());
     }
     let target = Target::Sessiond(dir.path().join("data/sessiond.sock"));
-    Ok(Server { label, target, child, dir })
+    Ok(Server { target, child, dir })
 }
 
-fn start_redis(label: &'static str, persistence: &[&str]) -> Result<Server, Error> {
+fn start_redis(label: &str, persistence: &[&str]) -> Result<Server, Error> {
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("redis.sock");
     let child = Command::new("redis-server")
@@ -92,67 +196,115 @@ fn start_redis(label: &'static str, persistence: &[&str]) -> Result<Server, Erro
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Server { label, target: Target::Redis(socket), child, dir })
+    Ok(Server { target: Target::Redis(socket), child, dir })
 }
 
-/// The cases the comparison measures: (workload, connections).
-pub const CASES: [(Workload, usize); 4] =
-    [(Workload::Get, 50), (Workload::Get, 1), (Workload::Patch, 50), (Workload::Web, 50)];
+/// A target of the comparison and what its runs need.
+struct Contender {
+    label: String,
+    target: Target,
+    /// The server's process, for its CPU time and memory.
+    pid: u32,
+    keys: Arc<Vec<String>>,
+}
+
+/// Whether `label` runs in `case`: the echo floor at depth 1 only.
+fn runs_in(label: &str, (_, _, depth): Case) -> bool {
+    label != "echo" || depth == 1
+}
 
 pub async fn compare(config: &CompareConfig) -> Result<String, Error> {
-    let mut servers = vec![
-        start_sessiond(&config.sessiond_bin, "sessiond strict", "mode = \"strict\"")?,
-        start_sessiond(&config.sessiond_bin, "sessiond relaxed 1s", "mode = \"relaxed\"\nflush_interval_ms = 1000")?,
-        start_redis("redis always", &["--appendonly", "yes", "--appendfsync", "always"])?,
-        start_redis("redis everysec", &["--appendonly", "yes", "--appendfsync", "everysec"])?,
-        start_redis("redis no persistence", &["--appendonly", "no"])?,
-    ];
+    let cases: Vec<Case> = CASES.into_iter().filter(|c| config.cases.contains(c)).collect();
+    let wanted = |label: &str| config.targets.iter().any(|t| t == label);
+    let mut servers = Vec::new();
+    let mut contenders = Vec::new();
+    let baseline = config.baseline_bin.as_ref().map(|bin| (bin, BASELINE, SESSIOND[0].1));
+    let sessionds = SESSIOND.iter().filter(|(label, _)| wanted(label)).map(|(l, d)| (&config.sessiond_bin, *l, *d));
+    for (bin, label, durability) in sessionds.chain(baseline) {
+        let server = start_sessiond(bin, label, durability)?;
+        let (target, pid) = (server.target.clone(), server.child.id());
+        contenders.push(Contender { label: label.to_owned(), target, pid, keys: Arc::default() });
+        servers.push(server);
+    }
+    for (persistence, args) in REDIS {
+        let mappings: Vec<_> = MAPPINGS
+            .iter()
+            .map(|(m, target)| (format!("{m} {persistence}"), target))
+            .filter(|(label, _)| wanted(label))
+            .collect();
+        if mappings.is_empty() {
+            continue;
+        }
+        // One server for both mappings: they are measured on the same
+        // process, as each sessiond durability is.
+        let server = start_redis(&format!("redis {persistence}"), args)?;
+        for (label, target) in mappings {
+            let (target, pid) = (target(server.target.path().to_owned()), server.child.id());
+            contenders.push(Contender { label, target, pid, keys: Arc::default() });
+        }
+        servers.push(server);
+    }
     let echo_dir = tempfile::tempdir()?;
-    let echo_path = echo_dir.path().join("echo.sock");
-    let mut echo = crate::echo::spawn(&echo_path, crate::echo::response_len(config.fields, config.value_size))?;
+    let mut echo = None;
+    if wanted("echo") && cases.iter().any(|c| runs_in("echo", *c)) {
+        let path = echo_dir.path().join("echo.sock");
+        let child = crate::echo::spawn(&path, crate::echo::response_len(config.fields, config.value_size))?;
+        contenders.push(Contender {
+            label: "echo".into(),
+            target: Target::Echo(path),
+            pid: child.id(),
+            keys: Arc::default(),
+        });
+        echo = Some(child);
+    }
+    if contenders.is_empty() || cases.is_empty() {
+        return Err("no target or no case to measure".into());
+    }
 
     let fields =
         crate::sample_fields(config.fields, config.value_size).into_iter().map(|f| (f.name, f.value)).collect();
-    let mut keys = Vec::new();
-    for s in &servers {
-        eprintln!("loading {} sessions into {}", config.sessions, s.label);
-        keys.push(Arc::new(load(&s.target, config.sessions, &fields).await?));
+    for c in &mut contenders {
+        if !matches!(c.target, Target::Echo(_)) {
+            eprintln!("loading {} sessions into {}", config.sessions, c.label);
+            c.keys = Arc::new(load(&c.target, config.sessions, &fields).await?);
+        }
     }
-    let labels: Vec<&str> = servers.iter().map(|s| s.label).chain(["echo"]).collect();
-    // results[case][target] = one report per round.
-    let mut results: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); labels.len()]; CASES.len()];
+    // results[case][target] = one report per round (none where it does not run).
+    let mut results: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); contenders.len()]; cases.len()];
     for round in 0..config.rounds.get() {
-        for (c, (workload, connections)) in CASES.iter().enumerate() {
-            for t in 0..labels.len() {
+        for (c, &case) in cases.iter().enumerate() {
+            let (workload, connections, pipeline) = case;
+            let order: Vec<usize> = (0..contenders.len()).filter(|t| runs_in(&contenders[*t].label, case)).collect();
+            for i in 0..order.len() {
                 // Rotate the order each round so no target always runs first.
-                let t = (t + round) % labels.len();
-                let (target, pid, keys) = match servers.get(t) {
-                    Some(s) => (s.target.clone(), Some(s.child.id()), keys[t].clone()),
-                    None => (Target::Echo(echo_path.clone()), Some(echo.id()), Arc::new(Vec::new())),
-                };
+                let t = order[(i + round) % order.len()];
+                let contender = &contenders[t];
                 let run = RunConfig {
-                    target,
-                    label: labels[t].to_owned(),
-                    workload: *workload,
-                    connections: *connections,
-                    pipeline: 1,
+                    target: contender.target.clone(),
+                    label: contender.label.clone(),
+                    workload,
+                    connections,
+                    pipeline,
                     warmup: config.warmup,
                     duration: config.duration,
                     fields: config.fields,
                     value_size: config.value_size,
-                    server_pid: pid,
+                    server_pid: Some(contender.pid),
                     progress: false,
                 };
-                let report = crate::run::run(&run, keys).await?;
+                let report = crate::run::run(&run, contender.keys.clone()).await?;
                 eprintln!("round {}/{}: {}", round + 1, config.rounds, report.text().lines().next().unwrap_or(""));
                 results[c][t].push(report);
             }
         }
     }
     servers.clear();
-    let _ = echo.kill();
-    let _ = echo.wait();
-    let mut md = write_outputs(config, &labels, &results)?;
+    if let Some(mut echo) = echo {
+        let _ = echo.kill();
+        let _ = echo.wait();
+    }
+    let labels: Vec<&str> = contenders.iter().map(|c| c.label.as_str()).collect();
+    let mut md = write_outputs(config, &cases, &labels, &results)?;
     if config.scale_sessions > 0 {
         md.push_str(&scale(config).await?);
     }
@@ -329,20 +481,34 @@ impl std::fmt::Display for Paired {
     }
 }
 
-fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Report>>]) -> Result<String, Error> {
+fn write_outputs(
+    config: &CompareConfig,
+    cases: &[Case],
+    labels: &[&str],
+    results: &[Vec<Vec<Report>>],
+) -> Result<String, Error> {
     std::fs::create_dir_all(config.out_dir.join("results"))?;
     let mut md = String::from(
         "Each row is the target's round with the median throughput. Each ratio is the median of the \
-         ratios taken round by round, with their range across the rounds in brackets.\n\n",
+         ratios taken round by round, with their range across the rounds in brackets. `redis` keeps a \
+         session as one JSON string, `redis-hash` as one hash (see `benches/src/target.rs`); \
+         \"x 16 in flight\" cases pipeline 16 requests on each connection, and the echo floor runs \
+         only at one.\n\n",
     );
-    for (c, (workload, connections)) in CASES.iter().enumerate() {
-        let case = format!("{} x {connections} connections", workload.name());
-        let _ = writeln!(md, "### {case}\n");
+    for (c, &case) in cases.iter().enumerate() {
+        let (title, file) = case_title(case);
+        let _ = writeln!(md, "### {title}\n");
         let _ =
             writeln!(md, "| target | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU s/100k ops | errors |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for (t, label) in labels.iter().enumerate() {
-            let r = median(&results[c][t]);
+        let measured: Vec<(&str, &[Report])> = labels
+            .iter()
+            .zip(&results[c])
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(label, r)| (*label, r.as_slice()))
+            .collect();
+        for (label, reports) in &measured {
+            let r = median(reports);
             let cpu = r.server.cpu_secs.map_or("–".to_owned(), |s| format!("{:.2}", s / r.ops as f64 * 100_000.0));
             let l = r.latency_us;
             let _ = writeln!(
@@ -351,7 +517,7 @@ fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Rep
                 r.ops_per_sec, l.p50, l.p99, l.p999, l.max, r.errors
             );
         }
-        let of = |label: &str| labels.iter().position(|l| *l == label).map(|t| results[c][t].as_slice());
+        let of = |label: &str| measured.iter().find(|(l, _)| *l == label).map(|(_, r)| *r);
         let mut ratios = Vec::new();
         let mut ratio = |a: &str, b: &str, what: &str, metric: fn(&Report) -> f64| {
             if let (Some(x), Some(y)) = (of(a), of(b)) {
@@ -359,46 +525,74 @@ fn write_outputs(config: &CompareConfig, labels: &[&str], results: &[Vec<Vec<Rep
             }
         };
         let throughput: fn(&Report) -> f64 = |r| r.ops_per_sec;
-        ratio("sessiond strict", "redis always", "throughput", throughput);
-        ratio("sessiond relaxed 1s", "redis everysec", "throughput", throughput);
-        ratio("sessiond strict", "redis no persistence", "throughput", throughput);
-        ratio("sessiond strict", "redis no persistence", "p99", |r| r.latency_us.p99);
+        for (sessiond, redis) in
+            [("sessiond strict", "always"), ("sessiond relaxed 1s", "everysec"), ("sessiond strict", "no persistence")]
+        {
+            for (mapping, _) in MAPPINGS {
+                ratio(sessiond, &format!("{mapping} {redis}"), "throughput", throughput);
+            }
+        }
+        for (mapping, _) in MAPPINGS {
+            ratio("sessiond strict", &format!("{mapping} no persistence"), "p99", |r| r.latency_us.p99);
+        }
+        ratio("sessiond strict", "redis-hash always", "p99.9", |r| r.latency_us.p999);
+        ratio("sessiond strict", BASELINE, "throughput", throughput);
+        ratio("sessiond strict", BASELINE, "p99.9", |r| r.latency_us.p999);
+        ratio("sessiond strict", BASELINE, "max", |r| r.latency_us.max);
         ratio("sessiond strict", "echo", "throughput", throughput);
         ratio("sessiond strict", "echo", "p50", |r| r.latency_us.p50);
-        let _ = writeln!(md, "\n{}\n", ratios.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n"));
-        let svg = format!("results/{}-{connections}.svg", workload.name());
-        plot(&config.out_dir.join(&svg), &case, labels, &results[c])?;
-        let _ = writeln!(md, "![{case}]({svg})\n");
+        if !ratios.is_empty() {
+            let _ = writeln!(md, "\n{}", ratios.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n"));
+        }
+        let svg = format!("results/{file}.svg");
+        plot(&config.out_dir.join(&svg), &title, &measured)?;
+        let _ = writeln!(md, "\n![{title}]({svg})\n");
     }
     let json: Vec<&Report> = results.iter().flatten().flatten().collect();
     std::fs::write(config.out_dir.join("results/compare.json"), serde_json::to_vec_pretty(&json)?)?;
     Ok(md)
 }
 
-/// Latency by percentile, one line per target, log scale.
-fn plot(path: &Path, case: &str, labels: &[&str], reports: &[Vec<Report>]) -> Result<(), Error> {
+/// Latency by percentile, one line per target (`(label, its rounds)`, each
+/// with at least one), log scale.
+fn plot(path: &Path, case: &str, targets: &[(&str, &[Report])]) -> Result<(), Error> {
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
-    let points: Vec<Vec<(f64, f64)>> = reports
+    let points: Vec<Vec<(f64, f64)>> = targets
         .iter()
-        .map(|r| median(r).distribution.iter().enumerate().map(|(i, (_, us))| (i as f64, us.max(1.0))).collect())
+        .map(|(_, r)| median(r).distribution.iter().enumerate().map(|(i, (_, us))| (i as f64, us.max(1.0))).collect())
         .collect();
     let top = points.iter().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.5;
-    let ticks: Vec<String> = median(&reports[0]).distribution.iter().map(|(p, _)| format!("p{p}")).collect();
+    let ticks: Vec<String> = targets
+        .first()
+        .map(|(_, r)| median(r).distribution.iter().map(|(p, _)| format!("p{p}")).collect())
+        .unwrap_or_default();
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("latency by percentile: {case}"), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..(ticks.len() - 1) as f64, (1f64..top).log_scale())?;
+        .build_cartesian_2d(0f64..ticks.len().saturating_sub(1).max(1) as f64, (1f64..top).log_scale())?;
     chart
         .configure_mesh()
         .x_labels(ticks.len())
         .x_label_formatter(&|x| ticks.get(x.round() as usize).cloned().unwrap_or_default())
         .y_desc("microseconds")
         .draw()?;
-    let colors = [RED, BLUE, MAGENTA, GREEN, CYAN, BLACK];
-    for (i, (label, pts)) in labels.iter().zip(points).enumerate() {
+    // Matplotlib's "tab10": nine targets, nine colours.
+    let colors = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0x8c, 0x56, 0x4b),
+        RGBColor(0xe3, 0x77, 0xc2),
+        RGBColor(0xbc, 0xbd, 0x22),
+        RGBColor(0x17, 0xbe, 0xcf),
+        RGBColor(0x7f, 0x7f, 0x7f),
+    ];
+    for (i, ((label, _), pts)) in targets.iter().zip(points).enumerate() {
         let color = colors[i % colors.len()];
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
@@ -412,7 +606,34 @@ fn plot(path: &Path, case: &str, labels: &[&str], reports: &[Vec<Report>]) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::Paired;
+    use super::*;
+
+    #[test]
+    fn cases_and_targets_have_names_for_the_command_line() {
+        let names: Vec<String> = CASES.into_iter().map(case_name).collect();
+        assert_eq!(names, ["get50", "get50x16", "get1", "patch50", "patch50x16", "web50", "web50x16"]);
+        for case in CASES {
+            assert_eq!(parse_case(&case_name(case)), Ok(case));
+        }
+        assert!(parse_case("get16").unwrap_err().contains("patch50x16"));
+        let labels = targets();
+        assert_eq!(
+            labels,
+            [
+                "sessiond strict",
+                "sessiond relaxed 1s",
+                "redis always",
+                "redis-hash always",
+                "redis everysec",
+                "redis-hash everysec",
+                "redis no persistence",
+                "redis-hash no persistence",
+                "echo"
+            ]
+        );
+        assert_eq!(parse_target("redis-hash-no-persistence").as_deref(), Ok("redis-hash no persistence"));
+        assert!(parse_target("redis-hash").unwrap_err().contains("redis-hash-always"));
+    }
 
     #[test]
     fn a_paired_ratio_is_the_median_of_the_rounds_with_their_range() {

@@ -1,19 +1,29 @@
 //! The stores under test, and how each does a session operation.
 //!
-//! Redis is used the way its session stores use it (tower-sessions' and
-//! actix-session's Redis stores, django-redis): one key per session holding
-//! the encoded record, with an expiry.
+//! Redis is measured with two mappings of a session:
 //!
-//! | operation | sessiond | Redis |
-//! |---|---|---|
-//! | get       | GET | `GET` |
-//! | touch-get | GET with touch | `GET` and `EXPIRE` in one pipeline |
-//! | patch     | PATCH (one field, atomic) | `GET`, decode, change, encode, `SET … EX` (read-modify-write) |
-//! | create    | CREATE (the daemon draws the key) | `SET key value EX ttl NX` (the client draws the key) |
-//! | delete    | DELETE | `DEL` |
+//! - `redis:PATH`, the way most of its session stores use it (tower-sessions'
+//!   and actix-session's Redis stores, django-redis): one string key per
+//!   session holding the encoded record (a JSON object of the session's
+//!   fields, as django-redis's JSON serializer stores it), with an expiry.
+//! - `redis-hash:PATH`, Redis at its best for sessions: one hash per session,
+//!   one hash field per session field, so a change to one field is one
+//!   `HSET` and no read-modify-write. Each expiry is refreshed in the same
+//!   round trip as the command it goes with (a pipeline); only create is a
+//!   `MULTI`/`EXEC` transaction, so no reader sees a session without its
+//!   expiry. (A patch of a missing session would make a one-field hash; the
+//!   load generator patches only sessions that exist.)
 //!
-//! Records in Redis are JSON objects of the session's fields, as
-//! django-redis's JSON serializer stores them.
+//! | operation | sessiond | Redis (`redis:`) | Redis hash (`redis-hash:`) |
+//! |---|---|---|---|
+//! | get       | GET | `GET` | `HGETALL` |
+//! | touch-get | GET with touch | `GET` and `EXPIRE` in one pipeline | `HGETALL` and `EXPIRE` in one pipeline |
+//! | patch     | PATCH (one field, atomic) | `GET`, decode, change, encode, `SET … EX` (read-modify-write) | `HSET key field value` and `EXPIRE` in one pipeline |
+//! | create    | CREATE (the daemon draws the key) | `SET key value EX ttl NX` (the client draws the key) | `MULTI`, `HSET key f1 v1 f2 v2 …`, `EXPIRE`, `EXEC` in one pipeline (the client draws the key) |
+//! | delete    | DELETE | `DEL` | `DEL` |
+//!
+//! The two Redis mappings keep their sessions under different key prefixes
+//! (`session:` and `session-hash:`), so both can be loaded into one server.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +39,7 @@ use crate::workload::Op;
 const TTL_SECS: u64 = 1_209_600;
 
 /// Where to send load: `sessiond:PATH`, `sessiond:tls://HOST:PORT`,
-/// `redis:PATH` or `echo:PATH`.
+/// `redis:PATH`, `redis-hash:PATH` or `echo:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Sessiond(PathBuf),
@@ -39,7 +49,10 @@ pub enum Target {
         url: String,
         dir: PathBuf,
     },
+    /// Redis, one JSON string per session.
     Redis(PathBuf),
+    /// Redis, one hash per session.
+    RedisHash(PathBuf),
     Echo(PathBuf),
 }
 
@@ -53,8 +66,11 @@ impl std::str::FromStr for Target {
             }
             Some(("sessiond", p)) => Ok(Self::Sessiond(p.into())),
             Some(("redis", p)) => Ok(Self::Redis(p.into())),
+            Some(("redis-hash", p)) => Ok(Self::RedisHash(p.into())),
             Some(("echo", p)) => Ok(Self::Echo(p.into())),
-            _ => Err(format!("{s:?}: expected sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH or echo:PATH")),
+            _ => Err(format!(
+                "{s:?}: expected sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH, redis-hash:PATH or echo:PATH"
+            )),
         }
     }
 }
@@ -65,6 +81,7 @@ impl Target {
             Self::Sessiond(_) => "sessiond",
             Self::SessiondTls { .. } => "sessiond-tls",
             Self::Redis(_) => "redis",
+            Self::RedisHash(_) => "redis-hash",
             Self::Echo(_) => "echo",
         }
     }
@@ -72,7 +89,7 @@ impl Target {
     /// The socket path, or for TLS the directory of the client's files.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Sessiond(p) | Self::Redis(p) | Self::Echo(p) => p,
+            Self::Sessiond(p) | Self::Redis(p) | Self::RedisHash(p) | Self::Echo(p) => p,
             Self::SessiondTls { dir, .. } => dir,
         }
     }
@@ -93,7 +110,10 @@ pub type Fields = Vec<(String, Vec<u8>)>;
 #[derive(Clone)]
 pub enum Store {
     Sessiond(Client),
+    /// One JSON string per session.
     Redis(redis::aio::MultiplexedConnection),
+    /// One hash per session.
+    RedisHash(redis::aio::MultiplexedConnection),
 }
 
 impl std::fmt::Debug for Store {
@@ -101,6 +121,7 @@ impl std::fmt::Debug for Store {
         f.write_str(match self {
             Self::Sessiond(_) => "Store::Sessiond",
             Self::Redis(_) => "Store::Redis",
+            Self::RedisHash(_) => "Store::RedisHash",
         })
     }
 }
@@ -118,11 +139,8 @@ impl Store {
                 let options = Options::parse(url, Some(&TlsFiles::in_dir(dir)))?.timeout(Duration::from_secs(30));
                 Ok(Self::Sessiond(Client::connect(options).await?))
             }
-            Target::Redis(path) => {
-                let url = format!("unix://{}", path.display());
-                let client = redis::Client::open(url)?;
-                Ok(Self::Redis(client.get_multiplexed_async_connection().await?))
-            }
+            Target::Redis(path) => Ok(Self::Redis(redis_connect(path).await?)),
+            Target::RedisHash(path) => Ok(Self::RedisHash(redis_connect(path).await?)),
             Target::Echo(_) => Err("echo is not a store".into()),
         }
     }
@@ -132,13 +150,23 @@ impl Store {
         match self {
             Self::Sessiond(c) => Ok(c.create(fields.iter().cloned(), Expiry::Default).await?.key),
             Self::Redis(c) => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key)?;
-                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+                let key = new_key()?;
                 let opts = redis::SetOptions::default()
                     .conditional_set(redis::ExistenceCheck::NX)
                     .with_expiration(redis::SetExpiry::EX(TTL_SECS));
                 let _: () = c.set_options(redis_key(&key), encode(fields), opts).await?;
+                Ok(key)
+            }
+            Self::RedisHash(c) => {
+                let key = new_key()?;
+                let hkey = hash_key(&key);
+                let mut pipe = redis::pipe();
+                pipe.atomic().cmd("HSET").arg(&hkey).arg(fields.as_slice());
+                pipe.expire(&hkey, TTL_SECS as i64);
+                let (_, expiring): (u64, bool) = pipe.query_async(c).await?;
+                if !expiring {
+                    return Err("EXPIRE found no session".into());
+                }
                 Ok(key)
             }
         }
@@ -179,13 +207,59 @@ impl Store {
                 }
                 Op::Create => unreachable!("create has its own call"),
             },
+            Self::RedisHash(c) => {
+                let hkey = hash_key(key);
+                match op {
+                    Op::Get => {
+                        let record: Fields = c.hgetall(&hkey).await?;
+                        present(&record)?;
+                    }
+                    Op::TouchGet => {
+                        let (record, _): (Fields, bool) =
+                            redis::pipe().hgetall(&hkey).expire(&hkey, TTL_SECS as i64).query_async(c).await?;
+                        present(&record)?;
+                    }
+                    Op::Patch => {
+                        let _: (u64, bool) = redis::pipe()
+                            .hset(&hkey, field, value)
+                            .expire(&hkey, TTL_SECS as i64)
+                            .query_async(c)
+                            .await?;
+                    }
+                    Op::Delete => {
+                        let _: i64 = c.del(&hkey).await?;
+                    }
+                    Op::Create => unreachable!("create has its own call"),
+                }
+            }
         }
         Ok(())
     }
 }
 
+async fn redis_connect(path: &Path) -> Result<redis::aio::MultiplexedConnection, Error> {
+    let client = redis::Client::open(format!("unix://{}", path.display()))?;
+    Ok(client.get_multiplexed_async_connection().await?)
+}
+
+/// A session key drawn by the client: 32 random bytes, URL-safe base64.
+fn new_key() -> Result<String, Error> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key))
+}
+
 fn redis_key(key: &str) -> String {
     format!("session:{key}")
+}
+
+fn hash_key(key: &str) -> String {
+    format!("session-hash:{key}")
+}
+
+/// `HGETALL` answers a missing key with an empty hash.
+fn present(record: &Fields) -> Result<(), Error> {
+    if record.is_empty() { Err("missing".into()) } else { Ok(()) }
 }
 
 fn encode(fields: &Fields) -> Vec<u8> {

@@ -66,7 +66,44 @@ fn the_load_generator_drives_redis() {
     }
     let target = format!("redis:{}", socket.display());
     let report = load(&["--target", &target, "--workload", "web"], &dir.path().join("r.json"));
+    // The hash mapping, with requests pipelined on each connection.
+    let target = format!("redis-hash:{}", socket.display());
+    let hash = load(&["--target", &target, "--workload", "web", "--pipeline", "4"], &dir.path().join("h.json"));
     let _ = redis.kill();
     let _ = redis.wait();
     check(&report);
+    check(&hash);
+    for op in ["touch-get", "patch", "create"] {
+        assert!(hash["by_op"][op]["count"].as_u64().unwrap() > 0, "{hash}");
+    }
+}
+
+#[test]
+fn compare_renders_both_redis_mappings() {
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        eprintln!("skipped: redis-server is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary("sessiond-load"))
+        .args(["compare", "--rounds", "1", "--duration", "0.3", "--warmup", "0.1", "--sessions", "100"])
+        .args(["--cases", "get1,patch50x16", "--targets", "redis-no-persistence,redis-hash-no-persistence,echo"])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(dir.path().join("results/table.md")).unwrap();
+    assert!(table.contains("### get x 1 connections"), "{table}");
+    assert!(table.contains("### patch x 50 connections x 16 in flight"), "{table}");
+    assert!(table.contains("| redis-hash no persistence |"), "{table}");
+    assert!(table.contains("| echo |"), "{table}");
+    let reports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results/compare.json")).unwrap()).unwrap();
+    // Both mappings in both cases, and the echo floor at depth 1 only.
+    assert_eq!(reports.as_array().unwrap().len(), 5, "{reports}");
+    for report in reports.as_array().unwrap() {
+        check(report);
+    }
+    assert!(dir.path().join("results/patch-50x16.svg").exists());
 }

@@ -2,7 +2,9 @@
 //! workload and reports throughput, latency percentiles and server cost.
 //!
 //! `sessiond-load run --target sessiond:PATH --workload web --connections 50 --duration 10`
+//! `sessiond-load run --target redis-hash:PATH --workload patch --connections 50 --pipeline 16`
 //! `sessiond-load compare --rounds 5 --duration 5 --scale-sessions 1000000 --out benches`
+//! `sessiond-load compare --cases patch50,patch50x16 --targets sessiond-strict,redis-always,redis-hash-always`
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sessiond_bench::compare::{CompareConfig, compare};
+use sessiond_bench::compare::{self, Case, CompareConfig};
 use sessiond_bench::run::{RunConfig, load, run};
 use sessiond_bench::target::Target;
 use sessiond_bench::workload::Workload;
@@ -27,8 +29,9 @@ struct Cli {
 enum Command {
     /// Measure one target.
     Run {
-        /// sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH or echo:PATH
-        /// (an echo server this tool starts on PATH).
+        /// sessiond:PATH, sessiond:tls://HOST:PORT, redis:PATH (one JSON
+        /// string per session), redis-hash:PATH (one hash per session) or
+        /// echo:PATH (an echo server this tool starts on PATH).
         #[arg(long)]
         target: Target,
         /// For a TLS target: the directory with ca.pem, client.pem and
@@ -64,8 +67,9 @@ enum Command {
         response_len: usize,
     },
     /// Start sessiond and redis-server at matched durability, run the same
-    /// workloads on each and on echo, interleaved; print the tables and write
-    /// them, the raw reports and the plots under OUT/results/.
+    /// workloads on each (Redis with both session mappings) and on echo,
+    /// interleaved; print the tables and write them, the raw reports and the
+    /// plots under OUT/results/.
     Compare {
         #[arg(long, default_value_t = NonZeroUsize::new(3).unwrap())]
         rounds: NonZeroUsize,
@@ -81,10 +85,28 @@ enum Command {
         /// The sessiond binary (default: next to this one).
         #[arg(long)]
         sessiond: Option<PathBuf>,
+        /// Also measure this sessiond binary, in strict mode, in the same
+        /// rounds (labelled "baseline strict"): a before/after of a change.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
         /// Also measure `get` with this many sessions against --sessions,
         /// and memory per session (0: skip).
         #[arg(long, default_value_t = 0)]
         scale_sessions: usize,
+        /// The cases to measure, comma-separated (default: all): the
+        /// workload and the connections, then `x` and the requests in flight
+        /// per connection when more than one: get50, get50x16, get1, patch50,
+        /// patch50x16, web50, web50x16.
+        #[arg(long, value_delimiter = ',', value_parser = compare::parse_case)]
+        cases: Vec<Case>,
+        /// The targets to measure, comma-separated (default: all):
+        /// sessiond-strict, sessiond-relaxed-1s, redis-always,
+        /// redis-hash-always, redis-everysec, redis-hash-everysec,
+        /// redis-no-persistence, redis-hash-no-persistence, echo. `redis` keeps
+        /// a session as one JSON string, `redis-hash` as one hash; each Redis
+        /// persistence setting is one server holding both.
+        #[arg(long, value_delimiter = ',', value_parser = compare::parse_target)]
+        targets: Vec<String>,
     },
 }
 
@@ -182,7 +204,10 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
             shape: Shape { sessions, fields, value_size },
             out,
             sessiond,
+            baseline,
             scale_sessions,
+            cases,
+            targets,
         } => {
             let sessiond_bin = match sessiond {
                 Some(p) => p,
@@ -197,9 +222,12 @@ async fn execute(command: Command) -> Result<(), sessiond_bench::target::Error> 
                 value_size,
                 out_dir: out,
                 sessiond_bin,
+                baseline_bin: baseline,
                 scale_sessions,
+                cases: if cases.is_empty() { compare::CASES.to_vec() } else { cases },
+                targets: if targets.is_empty() { compare::targets() } else { targets },
             };
-            let table = compare(&config).await?;
+            let table = compare::compare(&config).await?;
             std::fs::write(config.out_dir.join("results/table.md"), &table)?;
             println!("{table}");
         }
