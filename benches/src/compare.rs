@@ -368,7 +368,7 @@ async fn scale(config: &CompareConfig) -> Result<String, Error> {
     for s in &mut servers {
         s.disk_bytes = matches!(s.server.target, Target::Sessiond(_) | Target::SessiondTls { .. }).then(|| {
             let data = s.server.dir.path().join("data");
-            ["sessions.redb", "sessions.log"]
+            ["sessions.redb", "sessions.log", "sessions.2.log"]
                 .iter()
                 .filter_map(|f| std::fs::metadata(data.join(f)).ok())
                 .map(|m| m.len())
