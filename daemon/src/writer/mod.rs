@@ -602,8 +602,9 @@ impl WriterThread {
     /// its bound, waits for the applier.
     fn catch_up(&mut self) -> Result<(), String> {
         let bound = usize::try_from(self.config.checkpoint_bytes).unwrap_or(usize::MAX).saturating_mul(4);
+        let mut asked = false;
         loop {
-            if self.progress.failed.load(Ordering::Acquire) {
+            if self.failed || self.progress.failed.load(Ordering::Acquire) {
                 return Err("applying the log to the database failed".into());
             }
             let applied = self.progress.applied.load(Ordering::Acquire);
@@ -622,7 +623,15 @@ impl WriterThread {
             if self.pending_bytes <= bound {
                 return Ok(());
             }
-            Stats::add(&self.stats.applier_waits, 1);
+            if !asked {
+                // Only a checkpoint lowers `Pending`, and the log may not be
+                // due to switch files (one switch may be waiting for the
+                // last checkpoint): ask for one through everything logged.
+                let through = self.store.log().last_seq();
+                self.send_applier(ApplyMsg::Durable { through });
+                asked = true;
+                Stats::add(&self.stats.applier_waits, 1);
+            }
             self.progress.wait(WAIT_FOR_APPLIER);
         }
     }
