@@ -1,16 +1,18 @@
 //! The write-through session cache: sharded, bounded by a memory budget.
 //!
 //! Invariants:
-//! - Only committed records enter the cache: the writer publishes after its
-//!   commit returns, and readers fill it with what a read transaction saw.
+//! - Only durable records enter the cache: the writer publishes once their
+//!   log frame is written (synced, in strict mode), and readers fill it with
+//!   what `Pending` or a read transaction held.
 //! - A reader's fill never overwrites what the writer published later. Each
 //!   shard has an epoch that every publish bumps; a reader notes the epoch
 //!   before its read transaction and its fill is dropped if the epoch moved.
 //!   Without this, a reader holding a pre-delete snapshot could put a
 //!   deleted session back into the cache.
-//! - An entry the writer published is pinned until the redb transaction
-//!   holding it commits ([`Cache::applied`]): until then redb has an older
-//!   state, so evicting it would let a reader fill that back in. Every
+//! - An entry the writer published is pinned until a redb checkpoint holds
+//!   it ([`Cache::applied`], with the frame's sequence number as the
+//!   generation): until then redb has an older state, and evicting it would
+//!   send readers to `Pending` for it. Every
 //!   other entry is clean (identical to redb), so eviction never loses data.
 //! - A reader that passed the TTL index just before a delete may still fill
 //!   the deleted session's older, committed record after the delete was
@@ -18,7 +20,7 @@
 //!   the key, and keys are never reused) and is evicted in time; so the
 //!   cache is not the authority on what exists.
 //! - An entry the writer published (generation above 0) is exactly the
-//!   session's row in the writer's open transaction: the writer is the only
+//!   session's latest logged row: the writer is the only
 //!   one that changes rows, it publishes every row it changes (a delete
 //!   removes the entry), and fills never replace an entry. So the writer may
 //!   read those entries ([`Cache::published`]), and only those.

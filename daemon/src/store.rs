@@ -1,9 +1,11 @@
 //! redb: the tables, opening, repair and log replay, and the read path.
 //!
-//! Writes go only through the writer thread (`writer/`), into [`Tables`],
-//! which records every row it puts or removes for the write-ahead log
-//! (`wal.rs`). This module opens the database, replays the log into it, and
-//! serves reads from read transactions, which see committed data only.
+//! Changes start on the writer thread (`writer/`), in [`Tables`], which
+//! records every row it puts or removes for the write-ahead log (`wal.rs`);
+//! the applier thread writes the same rows into redb with [`RowWriter`].
+//! This module opens the database, replays the log into it, and serves
+//! reads: from `Pending` for rows redb does not hold yet, else from read
+//! transactions, which see committed data only.
 
 use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
