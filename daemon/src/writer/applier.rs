@@ -49,9 +49,8 @@ pub(super) enum ApplyMsg {
 /// How far redb has come; shared by the writer and the applier.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
-    /// The last frame redb holds, visibly to new read transactions.
-    pub applied: AtomicU64,
-    /// The last frame redb holds durably.
+    /// The last frame redb holds: durably, and visibly to read
+    /// transactions begun after it moved (only checkpoints commit).
     pub durable: AtomicU64,
     /// A commit failed: the daemon fails closed.
     pub failed: AtomicBool,
@@ -60,11 +59,8 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    fn advance(&self, seq: u64, durable: bool) {
-        self.applied.fetch_max(seq, Ordering::Release);
-        if durable {
-            self.durable.fetch_max(seq, Ordering::Release);
-        }
+    fn advance(&self, seq: u64) {
+        self.durable.fetch_max(seq, Ordering::Release);
         let _guard = self.lock.lock();
         self.changed.notify_all();
     }
@@ -235,7 +231,7 @@ impl Applier {
         })();
         self.stats.checkpoint_running.store(0, Ordering::Relaxed);
         result?;
-        self.progress.advance(open.seq, true);
+        self.progress.advance(open.seq);
         Stats::add(&self.stats.db_commits, 1);
         Stats::add(&self.stats.checkpoints, 1);
         self.stats.db_commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
@@ -248,6 +244,6 @@ impl Applier {
             tracing::error!(%error, "applying the log to the database failed: refusing all further writes");
             (self.on_fatal)(format!("commit failed: {error}"));
         }
-        self.progress.advance(0, false);
+        self.progress.advance(0);
     }
 }

@@ -607,7 +607,7 @@ impl WriterThread {
             if self.failed || self.progress.failed.load(Ordering::Acquire) {
                 return Err("applying the log to the database failed".into());
             }
-            let applied = self.progress.applied.load(Ordering::Acquire);
+            let applied = self.progress.durable.load(Ordering::Acquire);
             if applied > self.seen_applied {
                 // Begun after the commit of `applied`, so it holds every
                 // row forgotten below.
