@@ -119,7 +119,7 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::channel();
         let job = Job { op: Op::Checkpoint, reply: ReplyTo::Channel(tx) };
         self.writer.queue().submit_wait(job).is_ok()
-            && matches!(rx.recv_timeout(Duration::from_secs(60)), Ok(sessiond_protocol::Response::Pong(_)))
+            && matches!(rx.recv_timeout(Duration::from_secs(60)), Ok(Ok(crate::answer::Done::Checkpointed)))
     }
 
     /// Stops the sweeper, then the writer, which commits what is queued and

@@ -5,6 +5,7 @@
 //! for the threads and the data flow.
 
 pub mod aliases;
+pub mod answer;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use parking_lot::Mutex;
-use sessiond_protocol::Response;
+
+use crate::answer::Answer;
 
 /// When a request was decoded, and what it was: for the latency histograms.
 #[derive(Debug, Clone, Copy)]
@@ -19,9 +20,8 @@ pub struct Timing {
 pub enum Mail {
     /// A newly accepted connection for this loop to own.
     Conn(crate::net::Stream),
-    /// The answer to a queued request (boxed: answers are large, and one
-    /// allocation per write is nothing beside its commit).
-    Reply { token: usize, generation: u64, request_id: u32, response: Box<Response>, timing: Timing },
+    /// The answer to a queued request, for the loop to turn into a response.
+    Reply { token: usize, generation: u64, request_id: u32, answer: Answer, timing: Timing },
 }
 
 /// One per event loop: a queue plus the waker that interrupts its poll.
@@ -53,28 +53,28 @@ impl Mailbox {
     }
 }
 
-/// Where the response to a queued request goes.
+/// Where the answer to a queued job goes.
 #[derive(Debug)]
 pub enum ReplyTo {
     /// A request read from a connection of an event loop.
     Conn { mailbox: Arc<Mailbox>, token: usize, generation: u64, request_id: u32, timing: Timing },
     /// An in-process caller (the sweeper, tests).
-    Channel(mpsc::Sender<Response>),
+    Channel(mpsc::Sender<Answer>),
     /// Nobody waits: background work such as persisting touches.
     Nobody,
 }
 
 impl ReplyTo {
-    /// Delivers `response`; returns the mailbox to wake, if any.
-    pub fn deliver(self, response: Response) -> Option<Arc<Mailbox>> {
+    /// Delivers `answer`; returns the mailbox to wake, if any.
+    pub fn deliver(self, answer: Answer) -> Option<Arc<Mailbox>> {
         match self {
             Self::Conn { mailbox, token, generation, request_id, timing } => {
-                mailbox.push(Mail::Reply { token, generation, request_id, response: Box::new(response), timing });
+                mailbox.push(Mail::Reply { token, generation, request_id, answer, timing });
                 Some(mailbox)
             }
             Self::Channel(tx) => {
                 // The caller may have given up waiting; nothing to do then.
-                let _ = tx.send(response);
+                let _ = tx.send(answer);
                 None
             }
             Self::Nobody => None,
@@ -82,11 +82,11 @@ impl ReplyTo {
     }
 }
 
-/// Delivers a batch of responses, waking each mailbox once.
-pub fn deliver_all(replies: impl IntoIterator<Item = (ReplyTo, Response)>) {
+/// Delivers a batch of answers, waking each mailbox once.
+pub fn deliver_all(replies: impl IntoIterator<Item = (ReplyTo, Answer)>) {
     let mut to_wake: Vec<Arc<Mailbox>> = Vec::new();
-    for (to, response) in replies {
-        if let Some(mb) = to.deliver(response) {
+    for (to, answer) in replies {
+        if let Some(mb) = to.deliver(answer) {
             if !to_wake.iter().any(|m| Arc::ptr_eq(m, &mb)) {
                 to_wake.push(mb);
             }

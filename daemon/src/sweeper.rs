@@ -13,8 +13,9 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sessiond_protocol::{Response, SessionKey, SweptOk};
+use sessiond_protocol::SessionKey;
 
+use crate::answer::{Answer, Done};
 use crate::clock::{Clock, JumpGuard};
 use crate::reply::{ReplyTo, deliver_all};
 use crate::stats::Stats;
@@ -94,7 +95,7 @@ impl Sweeper {
             loop {
                 let removed = round.run();
                 if let Some(reply) = waiting.take() {
-                    deliver_all([(reply, Response::Swept(SweptOk { removed }))]);
+                    deliver_all([(reply, Ok(Done::Swept { removed }))]);
                 }
                 match rx.recv_timeout(config.interval) {
                     Ok(Msg::Run(reply)) => waiting = Some(reply),
@@ -162,14 +163,14 @@ impl Round {
     /// One batch through the writer; `None` if the writer cannot take it.
     fn sweep_batch(&self, keys: Vec<SessionKey>) -> Option<u64> {
         match self.submit(Op::Sweep { keys }) {
-            Some(Response::Swept(SweptOk { removed })) => Some(removed),
+            Some(Ok(Done::Swept { removed })) => Some(removed),
             _ => None,
         }
     }
 
     /// Runs one job through the writer and waits for its commit. A full
     /// queue means foreground load: wait for room (backpressure).
-    fn submit(&self, op: Op) -> Option<Response> {
+    fn submit(&self, op: Op) -> Option<Answer> {
         let (tx, rx) = mpsc::channel();
         self.writer.submit_wait(Job { op, reply: ReplyTo::Channel(tx) }).ok()?;
         rx.recv_timeout(BATCH_TIMEOUT).ok()

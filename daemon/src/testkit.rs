@@ -143,7 +143,9 @@ pub fn call(service: &Service, request: Request) -> Response {
     match service.handle(request, || ReplyTo::Channel(tx)) {
         Outcome::Now(response) => response,
         Outcome::Session(answer) => Response::Session(answer.body().to_owned_body()),
-        Outcome::Queued => rx.recv_timeout(Duration::from_secs(10)).expect("the writer answers"),
+        Outcome::Queued => {
+            crate::service::respond(rx.recv_timeout(Duration::from_secs(10)).expect("the writer answers"))
+        }
     }
 }
 

@@ -322,7 +322,7 @@ impl EventLoop {
     fn receive(&mut self, mail: Mail) {
         match mail {
             Mail::Conn(stream) => self.register(stream),
-            Mail::Reply { token, generation, request_id, response, timing } => {
+            Mail::Reply { token, generation, request_id, answer, timing } => {
                 self.service.stats().latency(timing.opcode, timing.started);
                 let Some(conn) = self.conns.get_mut(token) else {
                     return;
@@ -332,6 +332,7 @@ impl EventLoop {
                 }
                 conn.inflight -= 1;
                 conn.last_activity = Instant::now();
+                let response = crate::service::respond(answer);
                 count_error(self.service.stats(), &response);
                 conn.push_response(request_id, &response);
                 self.schedule(token);

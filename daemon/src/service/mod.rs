@@ -1,4 +1,5 @@
-//! Request to response: the one place where failures become error codes.
+//! Request to response: the one place where failures become error codes,
+//! the writer's refusals included (`respond.rs`).
 //!
 //! Reads are answered at once from the cache or a read transaction, with
 //! expiry taken from the TTL index. Touches (GET with touch, TOUCH) are
@@ -21,6 +22,7 @@ use sessiond_protocol::{
 };
 
 use crate::aliases::AliasIndex;
+use crate::answer::Refusal;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config;
@@ -34,6 +36,8 @@ use crate::sweeper::SweepQueue;
 use crate::tokens::Tokens;
 use crate::ttl::TtlIndex;
 use crate::writer::{Job, Meta, Op, SubmitError, WriteOp, WriterQueue};
+
+pub use respond::respond;
 
 /// What became of a request.
 #[derive(Debug)]
@@ -530,9 +534,10 @@ fn parse_key(text: &str) -> Result<SessionKey, Reject> {
 }
 
 fn not_found() -> Reject {
-    reject(ErrorCode::NotFound, "no such session")
+    Refusal::NotFound.into()
 }
 
+mod respond;
 mod tokens;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use sessiond_protocol::{
 };
 
 use super::{Reject, Service, check_user, not_found, reject};
+use crate::answer::Refusal;
 use crate::stats::Stats;
 use crate::tokens::{CookieClaims, Reject as TokenReject, SealError, TransferClaims, canonical_host};
 use crate::writer::Op;
@@ -17,7 +18,7 @@ impl Service {
     pub(super) fn token_rejected(&self, reason: TokenReject, what: &str) -> Reject {
         self.stats.token_rejected(reason);
         tracing::info!(reason = reason.name(), "{what} rejected");
-        reject(ErrorCode::TokenRejected, "token rejected")
+        Refusal::TokenRejected.into()
     }
 
     pub(super) fn issue_transfer(&self, issue: IssueTransfer) -> Result<TransferIssued, Reject> {

@@ -452,7 +452,7 @@ fn a_redeem_checked_before_a_purge_and_applied_after_it_is_refused() {
     };
     kit.service.writer.submit_wait(crate::writer::Job { op, reply: crate::reply::ReplyTo::Channel(tx) }).unwrap();
     let answer = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-    assert_eq!(code(&answer), REJECTED);
+    assert_eq!(answer, Err(crate::answer::Refusal::TokenRejected));
     assert_eq!(stat(&kit, "token_rejected_time"), 1);
 }
 

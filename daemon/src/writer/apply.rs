@@ -1,55 +1,46 @@
 //! What each mutation does to a batch: validation against the latest state
 //! (existence, expiry, compare-and-set version, merged size, the per-user
-//! limit), then the change. Answers are built here and sent after commit.
+//! limit), then the change, and what to answer once the batch is durable.
 
-use sessiond_protocol::{
-    Created, DeletedOk, ErrorCode, Owner, PackedFields, Redeemed, Response, RevokedOk, SessionHandle, SessionKey,
-    SweptOk, Written,
-};
+use sessiond_protocol::{Owner, PackedFields, SessionKey};
 
 use super::batch::Batch;
 use super::{Op, WriteOp, WriterConfig};
+use crate::answer::{Done, NewKey, Refusal, Version};
 use crate::config::LimitPolicy;
 use crate::record::{Record, data_bytes};
 use crate::stats::Stats;
 use crate::store::StoreError;
 use crate::tokens::Reject;
 
-type Applied = Result<Response, StoreError>;
-
-fn not_found() -> Response {
-    Response::error(ErrorCode::NotFound, "no such session")
+/// Why an operation stopped: refused, changing nothing more, or storage
+/// failed and the whole batch with it.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Refused(Refusal),
+    Store(StoreError),
 }
 
-fn key_exists() -> Response {
-    Response::error(ErrorCode::KeyExists, "a session has this key; propose another")
-}
-
-fn conflict(expected: u64, found: u64) -> Response {
-    Response::error(ErrorCode::VersionConflict, format!("expected version {expected}, found {found}"))
-}
-
-fn created(key: String, record: &Record) -> sessiond_protocol::Created {
-    Created {
-        key,
-        handle: SessionHandle::from_bytes(record.handle).encode(),
-        version: record.version,
-        expires_at_ms: record.expires_at_ms,
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
     }
 }
 
-fn written(record: &Record) -> Written {
-    Written { version: record.version, expires_at_ms: record.expires_at_ms }
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
-/// Unwraps an inner `Result<T, Response>`: an answer that ends the operation.
-macro_rules! or_answer {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(answer) => return Ok(answer),
-        }
-    };
+type Applied = Result<Done, Failure>;
+
+fn version(record: &Record) -> Version {
+    Version { version: record.version, expires_at_ms: record.expires_at_ms }
+}
+
+fn new_key(key: String, record: &Record, proposed: bool) -> NewKey {
+    NewKey { key, handle: record.handle, version: version(record), proposed }
 }
 
 pub(super) struct Applier<'a> {
@@ -67,37 +58,37 @@ impl Applier<'_> {
                     // Taken by a live or an expired session, or an alias:
                     // never merged, never adopted.
                     if batch.taken(*id)? {
-                        return Ok(key_exists());
+                        return Err(Refusal::KeyExists.into());
                     }
                 }
                 if let Some(user) = &meta.user {
-                    or_answer!(self.make_room(batch, user, None));
+                    self.make_room(batch, user, None)?;
                 }
                 let (key, id) = match proposed {
                     Some((text, id)) => (text.clone(), *id),
                     None => {
-                        let (key, id) = or_answer!(batch.fresh_key());
+                        let (key, id) = batch.fresh_key()?;
                         (key.encode(), id)
                     }
                 };
                 let mut record = Record::new(now, *expiry, fields.clone(), rules);
-                record.handle = or_answer!(batch.fresh_handle());
+                record.handle = batch.fresh_handle()?;
                 record.user.clone_from(&meta.user);
                 record.ip.clone_from(&meta.ip);
                 record.user_agent.clone_from(&meta.user_agent);
-                let answer = created(key, &record);
+                let answer = new_key(key, &record, proposed.is_some());
                 batch.insert_session(id, record)?;
-                Ok(if proposed.is_some() { Response::CreatedAs(answer) } else { Response::Created(answer) })
+                Ok(Done::Created(answer))
             }
             Op::Replace { key, fields, expected_version } => {
                 let key = batch.resolve(*key)?;
                 let size = |_: &Record| (fields.len(), fields.data_bytes());
-                self.modify(batch, key, *expected_version, size, |r| r.fields = fields.clone(), Response::Replaced)
+                self.modify(batch, key, *expected_version, size, |r| r.fields = fields.clone(), Done::Replaced)
             }
             Op::Patch { key, set, remove, expected_version } => {
                 let key = batch.resolve(*key)?;
                 let size = |r: &Record| r.patched_size(set, remove);
-                self.modify(batch, key, *expected_version, size, |r| r.patch(set, remove), Response::Patched)
+                self.modify(batch, key, *expected_version, size, |r| r.patch(set, remove), Done::Patched)
             }
             Op::Write(w) => {
                 let key = batch.resolve(w.key)?;
@@ -108,21 +99,21 @@ impl Applier<'_> {
                 let key = batch.resolve(*key)?;
                 let existed = batch.live(key)?.is_some();
                 batch.remove_session(key)?;
-                Ok(Response::Deleted(DeletedOk { existed }))
+                Ok(Done::Deleted { existed })
             }
             Op::Cycle { key, bind_user, proposed } => self.cycle(batch, *key, bind_user.as_deref(), proposed.as_ref()),
             Op::SetExpiry { key, expiry } => {
                 let key = batch.resolve(*key)?;
-                let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+                let slot = batch.live(key)?.ok_or(Refusal::NotFound)?;
                 let record = slot.record.as_mut().expect("live slot has a record");
                 record.set_expiry(*expiry, now, rules);
                 slot.dirty = true;
                 slot.expiry_reset = true;
-                Ok(Response::ExpirySet(written(record)))
+                Ok(Done::ExpirySet(version(record)))
             }
             Op::SetMeta { key, ip, user_agent } => {
                 let key = batch.resolve(*key)?;
-                let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+                let slot = batch.live(key)?.ok_or(Refusal::NotFound)?;
                 let record = slot.record.as_mut().expect("live slot has a record");
                 if ip.is_some() {
                     record.ip.clone_from(ip);
@@ -132,10 +123,10 @@ impl Applier<'_> {
                 }
                 record.mark_active(now, rules);
                 slot.dirty = true;
-                Ok(Response::MetaSet(written(record)))
+                Ok(Done::MetaSet(version(record)))
             }
-            // The writer commits after the batch; nothing to do in it.
-            Op::Checkpoint => Ok(Response::Pong(sessiond_protocol::Empty {})),
+            // The writer checkpoints once the batch is logged.
+            Op::Checkpoint => Ok(Done::Checkpointed),
             Op::PersistTouch { key } => {
                 // Loading merged the index's expiry into the record: writing
                 // it back is all there is to do.
@@ -143,7 +134,7 @@ impl Applier<'_> {
                     slot.dirty = true;
                     Stats::add(&self.stats.touches_persisted, 1);
                 }
-                Ok(Response::Pong(sessiond_protocol::Empty {}))
+                Ok(Done::TouchPersisted)
             }
             Op::Sweep { keys } => {
                 let mut removed = 0;
@@ -157,14 +148,14 @@ impl Applier<'_> {
                         None => {}
                     }
                 }
-                Ok(Response::Swept(SweptOk { removed }))
+                Ok(Done::Swept { removed })
             }
             Op::Revoke { handle } => {
                 let count = match batch.handle_key(*handle.as_bytes())? {
                     Some(key) => self.end(batch, key)?,
                     None => 0,
                 };
-                Ok(Response::Revoked(RevokedOk { count }))
+                Ok(Done::Revoked { count })
             }
             Op::RevokeUser { user, keep } => {
                 let keep = match keep {
@@ -179,22 +170,22 @@ impl Applier<'_> {
                 // Sealed cookies are not in the store: a new epoch revokes
                 // every one the user has. (With `keep`, the caller re-seals.)
                 batch.bump_epoch(user)?;
-                Ok(Response::UserRevoked(RevokedOk { count }))
+                Ok(Done::UserRevoked { count })
             }
             Op::Redeem { nonce, exp_ms, valid_until_ms, source, current, always_replace } => {
                 if batch.now > *valid_until_ms {
                     self.stats.token_rejected(Reject::Time);
-                    return Ok(Response::error(ErrorCode::TokenRejected, "token rejected"));
+                    return Err(Refusal::TokenRejected.into());
                 }
                 self.redeem(batch, *nonce, *exp_ms, *source, current.clone(), *always_replace)
             }
             Op::RevokeSealed { sid, until_ms } => {
                 batch.deny(*sid, *until_ms)?;
-                Ok(Response::SealedRevoked(RevokedOk { count: 1 }))
+                Ok(Done::SealedRevoked)
             }
             Op::PurgeTokens { skew_ms } => {
                 let removed = batch.purge_tokens(*skew_ms)?;
-                Ok(Response::Swept(SweptOk { removed }))
+                Ok(Done::Purged { removed })
             }
         }
     }
@@ -222,32 +213,32 @@ impl Applier<'_> {
         if primary != key {
             return self.cycle_alias(batch, key, primary, bind_user, proposed);
         }
-        let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+        let slot = batch.live(key)?.ok_or(Refusal::NotFound)?;
         let owner = slot.record.as_ref().and_then(|r| r.user.clone());
         // Before making room: a refused key must change nothing, and the
         // evict-oldest policy would end other sessions.
         if let Some((_, id)) = proposed {
             if batch.taken(*id)? {
-                return Ok(key_exists());
+                return Err(Refusal::KeyExists.into());
             }
         }
         if let Some(user) = bind_user {
             // The session being rotated is not counted: it is about to move.
-            or_answer!(self.make_room(batch, user, Some(key)));
+            self.make_room(batch, user, Some(key))?;
         }
-        let (new_key, new_id) = match proposed {
+        let (key_text, new_id) = match proposed {
             Some((text, id)) => (text.clone(), *id),
             None => {
-                let (key, id) = or_answer!(batch.fresh_key());
+                let (key, id) = batch.fresh_key()?;
                 (key.encode(), id)
             }
         };
         let mut record = batch.remove_session(key)?.expect("live session");
         record.user = bind_user.map(str::to_owned).or(owner);
         record.mark_modified(batch.now, self.config.rules);
-        let answer = created(new_key, &record);
+        let answer = new_key(key_text, &record, proposed.is_some());
         batch.insert_session(new_id, record)?;
-        Ok(if proposed.is_some() { Response::CycledAs(answer) } else { Response::Cycled(answer) })
+        Ok(Done::Cycled(answer))
     }
 
     fn cycle_alias(
@@ -258,18 +249,18 @@ impl Applier<'_> {
         bind: Option<&str>,
         proposed: Option<&(String, SessionKey)>,
     ) -> Applied {
-        let Some(slot) = batch.live(primary)? else { return Ok(not_found()) };
+        let slot = batch.live(primary)?.ok_or(Refusal::NotFound)?;
         let owner = slot.record.as_ref().and_then(|r| r.user.clone());
         if bind.is_some_and(|b| Some(b) != owner.as_deref()) {
             // A login as someone else must not change whose session the
             // other sites see: a session has one owner.
-            return Ok(Response::error(ErrorCode::BadRequest, "this key's session belongs to another user"));
+            return Err(Refusal::OtherOwner.into());
         }
-        let (new_key, new_id) = match proposed {
-            Some((_, id)) if batch.taken(*id)? => return Ok(key_exists()),
+        let (key_text, new_id) = match proposed {
+            Some((_, id)) if batch.taken(*id)? => return Err(Refusal::KeyExists.into()),
             Some((text, id)) => (text.clone(), *id),
             None => {
-                let (key, id) = or_answer!(batch.fresh_key());
+                let (key, id) = batch.fresh_key()?;
                 (key.encode(), id)
             }
         };
@@ -279,8 +270,7 @@ impl Applier<'_> {
         let slot = batch.slot(primary)?;
         let record = slot.record.as_mut().expect("live above");
         record.mark_modified(now, self.config.rules);
-        let answer = created(new_key, record);
-        Ok(if proposed.is_some() { Response::CycledAs(answer) } else { Response::Cycled(answer) })
+        Ok(Done::Cycled(new_key(key_text, record, proposed.is_some())))
     }
 
     /// Redeems a transfer token whose envelope and claims the service has
@@ -294,9 +284,9 @@ impl Applier<'_> {
         current: Option<(SessionKey, String)>,
         always_replace: bool,
     ) -> Applied {
-        let rejected = |reason: Reject| {
+        let rejected = |reason: Reject| -> Applied {
             self.stats.token_rejected(reason);
-            Ok(Response::error(ErrorCode::TokenRejected, "token rejected"))
+            Err(Refusal::TokenRejected.into())
         };
         if !batch.consume(exp_ms, nonce)? {
             tracing::warn!("replayed transfer token refused");
@@ -316,8 +306,7 @@ impl Applier<'_> {
                     if record.user.is_some() && current_primary != source {
                         tracing::info!("kept an authenticated destination session over a transfer");
                     }
-                    let answer = Redeemed { key: current_raw, replaced: false };
-                    return Ok(Response::Redeemed(answer));
+                    return Ok(Done::Redeemed { key: current_raw, replaced: false });
                 }
                 // Replaced: this site's old key ends. If it was an alias,
                 // only the key goes; the session lives on at its own site.
@@ -328,21 +317,16 @@ impl Applier<'_> {
                 }
             }
         }
-        let (key, id) = or_answer!(batch.fresh_key());
+        let (key, id) = batch.fresh_key()?;
         batch.add_alias(source, id)?;
         Stats::add(&self.stats.tokens_redeemed, 1);
-        Ok(Response::Redeemed(Redeemed { key: key.encode(), replaced: true }))
+        Ok(Done::Redeemed { key: key.encode(), replaced: true })
     }
 
     /// Makes room for one more live session of `user`, as the limit policy
     /// says: refuse, or end the least recently active ones.
-    fn make_room(
-        &self,
-        batch: &mut Batch<'_>,
-        user: &str,
-        not_counting: Option<SessionKey>,
-    ) -> Result<Result<(), Response>, StoreError> {
-        let Some(max) = self.config.max_sessions_per_user else { return Ok(Ok(())) };
+    fn make_room(&self, batch: &mut Batch<'_>, user: &str, not_counting: Option<SessionKey>) -> Result<(), Failure> {
+        let Some(max) = self.config.max_sessions_per_user else { return Ok(()) };
         let keys: Vec<SessionKey> =
             batch.owner_keys(user)?.iter().copied().filter(|k| Some(*k) != not_counting).collect();
         let mut live = Vec::new();
@@ -352,20 +336,17 @@ impl Applier<'_> {
             }
         }
         if live.len() < max {
-            return Ok(Ok(()));
+            return Ok(());
         }
         match self.config.limit_policy {
-            LimitPolicy::Refuse => Ok(Err(Response::error(
-                ErrorCode::TooManySessions,
-                format!("the user already has {} live sessions; the limit is {max}", live.len()),
-            ))),
+            LimitPolicy::Refuse => Err(Refusal::TooManySessions { live: live.len(), limit: max }.into()),
             LimitPolicy::EvictOldest => {
                 live.sort_unstable();
                 for (_, key) in live.iter().take(live.len() + 1 - max) {
                     batch.remove_session(*key)?;
                     Stats::add(&self.stats.sessions_evicted, 1);
                 }
-                Ok(Ok(()))
+                Ok(())
             }
         }
     }
@@ -381,24 +362,22 @@ impl Applier<'_> {
         expected_version: Option<u64>,
         size: impl FnOnce(&Record) -> (usize, usize),
         change: impl FnOnce(&mut Record),
-        wrap: fn(Written) -> Response,
+        wrap: fn(Version) -> Done,
     ) -> Applied {
         let now = batch.now;
-        let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+        let slot = batch.live(key)?.ok_or(Refusal::NotFound)?;
         let record = slot.record.as_mut().expect("live slot has a record");
         if let Some(expected) = expected_version {
             if expected != record.version {
-                return Ok(conflict(expected, record.version));
+                return Err(Refusal::VersionConflict { expected, found: record.version }.into());
             }
         }
         let (count, bytes) = size(record);
-        if let Some(too_large) = self.check_size(count, bytes) {
-            return Ok(too_large);
-        }
+        self.check_size(count, bytes)?;
         change(record);
         debug_assert_eq!((count, bytes), (record.fields.len(), record.data_bytes()), "size() must predict change()");
         record.mark_modified(now, self.config.rules);
-        let answer = wrap(written(record));
+        let answer = wrap(version(record));
         slot.dirty = true;
         Ok(answer)
     }
@@ -409,15 +388,13 @@ impl Applier<'_> {
         let WriteOp { set, remove, replace, expected_version, expiry, owner, .. } = w;
         let (replace, expected_version, expiry) = (*replace, *expected_version, *expiry);
         let (now, rules) = (batch.now, self.config.rules);
-        let Some(slot) = batch.live(key)? else { return Ok(not_found()) };
+        let slot = batch.live(key)?.ok_or(Refusal::NotFound)?;
         let record = slot.record.as_ref().expect("live slot has a record");
         if let Some(expected) = expected_version.filter(|v| *v != record.version) {
-            return Ok(conflict(expected, record.version));
+            return Err(Refusal::VersionConflict { expected, found: record.version }.into());
         }
         let (count, bytes) = if replace { (set.len(), data_bytes(set)) } else { record.patched_size(set, remove) };
-        if let Some(too_large) = self.check_size(count, bytes) {
-            return Ok(too_large);
-        }
+        self.check_size(count, bytes)?;
         let new_owner = match owner {
             Owner::Keep => None,
             Owner::Set(user) => Some(Some(user.clone())),
@@ -425,7 +402,7 @@ impl Applier<'_> {
         }
         .filter(|new| *new != record.user);
         if let Some(Some(user)) = &new_owner {
-            or_answer!(self.make_room(batch, user, Some(key)));
+            self.make_room(batch, user, Some(key))?;
         }
         let mut record = batch.remove_session(key)?.expect("live above");
         if replace {
@@ -442,7 +419,7 @@ impl Applier<'_> {
             record.expiry = expiry;
             record.expires_at_ms = record.policy_expiry(now, rules);
         }
-        let answer = Response::Written(written(&record));
+        let answer = Done::Written(version(&record));
         batch.insert_session(key, record)?;
         if expiry.is_some() {
             batch.slot(key)?.expiry_reset = true;
@@ -450,18 +427,14 @@ impl Applier<'_> {
         Ok(answer)
     }
 
-    fn check_size(&self, count: usize, bytes: usize) -> Option<Response> {
-        if count > self.config.max_fields {
-            return Some(Response::error(
-                ErrorCode::TooLarge,
-                format!("session would have {count} fields; the limit is {}", self.config.max_fields),
-            ));
+    fn check_size(&self, count: usize, bytes: usize) -> Result<(), Refusal> {
+        let (max_fields, max_bytes) = (self.config.max_fields, self.config.max_session_bytes);
+        if count > max_fields {
+            return Err(Refusal::TooManyFields { count, limit: max_fields });
         }
-        (bytes > self.config.max_session_bytes).then(|| {
-            Response::error(
-                ErrorCode::TooLarge,
-                format!("session would hold {bytes} bytes; the limit is {}", self.config.max_session_bytes),
-            )
-        })
+        if bytes > max_bytes {
+            return Err(Refusal::TooLarge { bytes, limit: max_bytes });
+        }
+        Ok(())
     }
 }

@@ -9,9 +9,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sessiond_protocol::{ErrorCode, HANDLE_BYTES, Response, SessionKey};
+use sessiond_protocol::{HANDLE_BYTES, SessionKey};
 
 use super::Published;
+use super::apply::Failure;
+use crate::answer::Refusal;
 use crate::pending::Row;
 use crate::record::Record;
 use crate::store::{StoreError, Tables};
@@ -192,31 +194,25 @@ impl<'t> Batch<'t> {
     }
 
     /// A new key for a client, and the id it is kept under (see `keys.rs`).
-    pub fn fresh_key(&mut self) -> Result<Result<(SessionKey, SessionKey), Response>, StoreError> {
+    pub fn fresh_key(&mut self) -> Result<(SessionKey, SessionKey), Failure> {
         for _ in 0..4 {
-            let key = match crate::keys::generate() {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}")))),
-            };
+            let key = crate::keys::generate().map_err(|e| Refusal::NoRandomness(e.to_string()))?;
             let id = crate::keys::id_of(&key);
             if !self.taken(id)? {
-                return Ok(Ok((key, id)));
+                return Ok((key, id));
             }
         }
-        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused key")))
+        Err(Refusal::NoFreeId("key").into())
     }
 
-    pub fn fresh_handle(&mut self) -> Result<Result<[u8; HANDLE_BYTES], Response>, StoreError> {
+    pub fn fresh_handle(&mut self) -> Result<[u8; HANDLE_BYTES], Failure> {
         for _ in 0..4 {
-            let handle = match crate::keys::handle() {
-                Ok(h) => h,
-                Err(e) => return Ok(Err(Response::error(ErrorCode::Internal, format!("no randomness: {e}")))),
-            };
+            let handle = crate::keys::handle().map_err(|e| Refusal::NoRandomness(e.to_string()))?;
             if self.handle_key(handle)?.is_none() {
-                return Ok(Ok(handle));
+                return Ok(handle);
             }
         }
-        Ok(Err(Response::error(ErrorCode::Internal, "could not draw an unused handle")))
+        Err(Refusal::NoFreeId("handle").into())
     }
 
     /// Sets the state of `key` without touching the owner and handle

@@ -56,12 +56,13 @@ mod batch;
 
 use parking_lot::Mutex;
 use redb::{ReadTransaction, ReadableDatabase};
-use sessiond_protocol::{ErrorCode, Expiry, Field, PackedFields, Response, SessionHandle, SessionKey};
+use sessiond_protocol::{Expiry, Field, PackedFields, SessionHandle, SessionKey};
 
 use self::applier::{ApplyMsg, Progress};
-use self::apply::Applier;
+use self::apply::{Applier, Failure};
 use self::batch::{Batch, Changes};
 use crate::aliases::AliasIndex;
+use crate::answer::{Answer, Refusal};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::LimitPolicy;
@@ -651,7 +652,7 @@ impl WriterThread {
     /// reverse), every later write is refused, and main is told to exit so
     /// the service manager restarts the daemon.
     fn commit_batch(&mut self, mut jobs: Vec<Job>) {
-        let answers = if self.failed {
+        let answers: Vec<Answer> = if self.failed {
             unavailable(jobs.len(), "storage has failed")
         } else {
             match panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(&mut jobs))) {
@@ -679,7 +680,7 @@ impl WriterThread {
 
     /// Applies, logs and publishes as much of `jobs` as fits one batch
     /// (the rest are carried to the next); returns their answers.
-    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> Vec<Response> {
+    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> Vec<Answer> {
         if let Err(e) = self.catch_up() {
             self.fail(&e);
             return unavailable(jobs.len(), "storage has failed");
@@ -687,13 +688,13 @@ impl WriterThread {
         let now = self.clock.now_ms();
         let started = Instant::now();
         let result = self.apply_and_log(jobs, now);
-        if let Ok((responses, _, _)) = &result {
+        if let Ok((answers, _, _)) = &result {
             // The batch was full: the rest lead the next one.
-            self.carried.extend(jobs.drain(responses.len()..));
+            self.carried.extend(jobs.drain(answers.len()..));
         }
         self.stats.commit_batch.record(jobs.len() as u64);
         self.stats.commit_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        let (mut responses, changes, seq) = match result {
+        let (mut answers, changes, seq) = match result {
             Ok(done) => done,
             Err(e) => {
                 self.fail(&e);
@@ -725,16 +726,16 @@ impl WriterThread {
         for key in changes.refile {
             self.out.ttl.refile(key);
         }
-        for (job, response) in jobs.iter().zip(responses.iter_mut()) {
+        for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
             if matches!(job.op, Op::Checkpoint) {
                 if let Err(e) = self.checkpoint() {
-                    *response = Response::error(ErrorCode::Unavailable, format!("checkpoint failed: {e}"));
+                    *answer = Err(Refusal::Unavailable(format!("checkpoint failed: {e}")));
                 }
             }
         }
         Stats::add(&self.stats.commits, 1);
         Stats::add(&self.stats.committed_ops, jobs.len() as u64);
-        responses
+        answers
     }
 
     /// Waits until redb holds everything logged so far, durably.
@@ -750,33 +751,34 @@ impl WriterThread {
     /// the answers returned are for that many, and the caller keeps the
     /// rest for the next batch. Returns the frame's number, if the batch
     /// changed anything.
-    fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Response>, Changes, Option<u64>), StoreError> {
-        let (responses, changes) = {
+    fn apply_and_log(&mut self, jobs: &[Job], now: u64) -> Result<(Vec<Answer>, Changes, Option<u64>), StoreError> {
+        let (answers, changes) = {
             let tables = Tables::open(&self.snapshot, self.store.pending())?;
             let mut batch = Batch::new(tables, &self.out, now);
             let applier = Applier { config: &self.config, stats: &self.stats };
-            let mut responses = Vec::with_capacity(jobs.len());
+            let mut answers = Vec::with_capacity(jobs.len());
             let mut cost = 0;
             for job in jobs {
-                if cost + batch.loaded_bytes >= self.config.max_batch_bytes && !responses.is_empty() {
+                if cost + batch.loaded_bytes >= self.config.max_batch_bytes && !answers.is_empty() {
                     break;
                 }
                 cost += job.op.cost();
-                let response = match applier.apply(&mut batch, &job.op) {
-                    Ok(r) => r,
-                    Err(StoreError::Corrupt(e)) => {
+                let answer = match applier.apply(&mut batch, &job.op) {
+                    Ok(done) => Ok(done),
+                    Err(Failure::Refused(refusal)) => Err(refusal),
+                    Err(Failure::Store(StoreError::Corrupt(e))) => {
                         Stats::add(&self.stats.corrupt_records, 1);
                         tracing::error!(error = %e, "unreadable session record");
-                        Response::error(ErrorCode::Internal, "stored session is unreadable")
+                        Err(Refusal::Unreadable)
                     }
-                    Err(e) => return Err(e),
+                    Err(Failure::Store(e)) => return Err(e),
                 };
-                responses.push(response);
+                answers.push(answer);
             }
-            (responses, batch.write_back()?)
+            (answers, batch.write_back()?)
         };
         if changes.rows.is_empty() {
-            return Ok((responses, changes, None));
+            return Ok((answers, changes, None));
         }
         self.redo.clear();
         for row in &changes.rows {
@@ -793,12 +795,12 @@ impl WriterThread {
             log.sync()?;
             Stats::add(&self.stats.log_syncs, 1);
         }
-        Ok((responses, changes, Some(seq)))
+        Ok((answers, changes, Some(seq)))
     }
 }
 
-fn unavailable(n: usize, why: &str) -> Vec<Response> {
-    (0..n).map(|_| Response::error(ErrorCode::Unavailable, why)).collect()
+fn unavailable(n: usize, why: &str) -> Vec<Answer> {
+    (0..n).map(|_| Err(Refusal::Unavailable(why.to_owned()))).collect()
 }
 
 /// The message a panic was raised with, if it was text.
