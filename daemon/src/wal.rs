@@ -395,6 +395,14 @@ fn parse(bytes: &[u8]) -> (Vec<Frame<'_>>, usize) {
 /// and the zeros ahead of the frames have lower numbers, so only a frame
 /// written after the point where parsing stopped qualifies.
 ///
+/// Frame `min_seq` belonged at `from`, and every frame takes at least a
+/// header, so frame `min_seq + j` cannot start before `from + j` headers:
+/// only a number in about that range is a candidate. (The frames of an earlier
+/// pass hold records full of timestamps and counters, and at some offset
+/// their bytes read as almost any number: a looser range, up to 2^40 past
+/// `min_seq`, found over a hundred thousand candidates in a 36 MiB log
+/// after a clean stop, and the budget below refused the log.)
+///
 /// Each candidate costs a CRC over the length its header claims, so a log
 /// crafted (or damaged) to hold a plausible header every few bytes would
 /// make the scan quadratic: the bytes checked are capped at a few times the
@@ -404,7 +412,9 @@ fn later_frame(bytes: &[u8], from: usize, min_seq: u64) -> Result<Option<Frame<'
     let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
     for at in from..bytes.len().saturating_sub(FRAME_HEADER) {
         let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
-        if seq < min_seq || seq - min_seq > 1 << 40 {
+        // One more than the room allows: a frame numbered past `min_seq`
+        // right at `from` was never written by us, but is damage all the same.
+        if seq < min_seq || seq - min_seq > ((at - from) / FRAME_HEADER + 1) as u64 {
             continue;
         }
         // Only a frame that fits is checked, so only its bytes count.
@@ -730,17 +740,46 @@ mod tests {
 
     #[test]
     fn a_log_full_of_frame_like_headers_is_refused_in_bounded_time() {
-        // Found by the `log` fuzz target: a header every 8 bytes claiming
+        // Found by the `log` fuzz target: a header every few bytes claiming
         // half the log, each costing a CRC over it. 1 MiB took seconds.
         let len: usize = 1 << 20;
         let mut bytes = vec![0u8; 8];
-        let claim = (len as u32 / 2).to_le_bytes();
+        let claim = len as u32 / 2;
         while bytes.len() < len {
-            bytes.extend_from_slice(&[claim[0], claim[1], claim[2], 0, 7, 0, 0, 0]);
+            bytes.extend_from_slice(&claim.to_le_bytes());
+            bytes.extend_from_slice(&[0; 4]);
+            bytes.extend_from_slice(&1u64.to_le_bytes());
         }
         let started = std::time::Instant::now();
         assert_eq!(replayable(&bytes, 0), Err(LogError::Unscannable { offset: 0, expected: 1 }));
         eprintln!("refused in {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn an_earlier_pass_full_of_numbers_is_scanned_without_refusing_the_log() {
+        // After a clean stop at frame 6, the rest of the file is an earlier
+        // pass whose records read, at every 16th byte, as a header claiming
+        // 64 KiB and numbered within 2^40 of 7: the shape that refused
+        // real logs. No frame numbered 7 or later can be there.
+        let mut stale = Vec::new();
+        while stale.len() < 1 << 20 {
+            stale.extend_from_slice(&(64u32 << 10).to_le_bytes());
+            stale.extend_from_slice(&[0; 4]);
+            stale.extend_from_slice(&(7u64 + (1 << 30)).to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.restart(2);
+        wal.append(&[b"pass one"]).unwrap();
+        wal.append(&[&stale]).unwrap();
+        wal.restart(6);
+        wal.offset = 0;
+        wal.append(&[b"six"]).unwrap();
+        drop(wal);
+        let (_, bytes) = Wal::open(&path).unwrap();
+        assert_eq!(replayable(&bytes, 6), Ok(Vec::new()));
+        assert_eq!(seqs(&replayable(&bytes, 5).unwrap()), vec![6]);
     }
 
     #[test]
