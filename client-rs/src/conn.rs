@@ -1,6 +1,7 @@
 //! The async client: one connection multiplexed by request id.
 //!
-//! A writer task coalesces queued frames into few writes; a reader task
+//! Callers encode their frames into one shared outbox, and a writer task
+//! sends whatever has gathered there in one write; a reader task
 //! routes each answer to its waiting caller by request id, in whatever
 //! order answers arrive. If the connection breaks, waiting callers get
 //! [`Error::Disconnected`] and the next call connects again.
@@ -14,7 +15,7 @@ use sessiond_protocol::{
     Expiry, FrameHeader, HEADER_LEN, Hello, Limits, MAX_BODY_HARD_LIMIT, PROTOCOL_VERSION, Request, Response, Settings,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::api::{self, Created, Session, Written};
 use crate::transport::{AsyncReader, AsyncWriter, connect_async};
@@ -38,10 +39,56 @@ struct Inner {
 /// of the client ends the writer task, which closes the socket.
 #[derive(Debug)]
 struct Link {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Outbox>,
     shared: Arc<Shared>,
     limits: Limits,
     settings: Option<Settings>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.out.close();
+    }
+}
+
+/// Frames waiting for the writer task. A caller encodes its frame straight
+/// into `buf` and wakes the writer only if `buf` was empty: requests made
+/// while a write is under way, or in the same turn of the runtime, leave
+/// together in the next one. (A channel of one `Vec` per frame woke the
+/// writer for every request, and each went out in its own write: one
+/// `sendto` per request at 16 in flight, and the daemon read each in its
+/// own socket buffer.)
+#[derive(Debug, Default)]
+struct Outbox {
+    buf: Mutex<Vec<u8>>,
+    ready: Notify,
+    /// The writer has stopped, or the client dropped the link.
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    /// Queues one request; false if the writer has stopped.
+    fn push(&self, request: &Request, id: u32) -> bool {
+        let mut buf = self.buf.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let was_empty = buf.is_empty();
+        request.encode_frame(id, &mut buf);
+        drop(buf);
+        if was_empty {
+            // Stores a permit if the writer is not waiting yet: no wakeup
+            // is lost.
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    fn close(&self) {
+        let _guard = self.buf.lock();
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
 }
 
 /// What the I/O tasks and the callers share.
@@ -122,22 +169,26 @@ impl Client {
         let opts = &self.inner.options;
         let (rd, wr) =
             tokio::time::timeout(opts.timeout, connect_async(&opts.endpoint)).await.map_err(|_| Error::Timeout)??;
-        let (out, out_rx) = mpsc::unbounded_channel();
+        let out = Arc::new(Outbox::default());
         let shared = Arc::new(Shared::default());
-        tokio::spawn(write_loop(wr, out_rx));
+        tokio::spawn(write_loop(wr, out.clone(), shared.clone()));
         tokio::spawn(read_loop(rd, shared.clone()));
         let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, client: opts.client_name.clone() });
-        let answer = self.exchange(&out, &shared, &hello).await?;
-        let (limits, settings) = api::answer!(answer, Hello(h) => (h.limits, h.settings))?;
-        Ok(Link { out, shared, limits, settings })
+        let greeted = async {
+            let answer = self.exchange(&out, &shared, &hello).await?;
+            api::answer!(answer, Hello(h) => (h.limits, h.settings))
+        };
+        match greeted.await {
+            Ok((limits, settings)) => Ok(Link { out, shared, limits, settings }),
+            Err(e) => {
+                // No link owns the outbox yet: end the writer here.
+                out.close();
+                Err(e)
+            }
+        }
     }
 
-    async fn exchange(
-        &self,
-        out: &mpsc::UnboundedSender<Vec<u8>>,
-        shared: &Shared,
-        request: &Request,
-    ) -> Result<Response, Error> {
+    async fn exchange(&self, out: &Outbox, shared: &Shared, request: &Request) -> Result<Response, Error> {
         let id = self.next_id();
         let (tx, rx) = oneshot::channel();
         {
@@ -148,9 +199,7 @@ impl Client {
             }
             pending.insert(id, tx);
         }
-        let mut frame = Vec::new();
-        request.encode_frame(id, &mut frame);
-        if out.send(frame).is_err() {
+        if !out.push(request, id) {
             shared.pending.lock().remove(&id);
             return Err(Error::Disconnected);
         }
@@ -191,21 +240,32 @@ impl Client {
     api::operations!(async; .await);
 }
 
-async fn write_loop(mut wr: AsyncWriter, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(first) = frames.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < 256 * 1024 {
-            match frames.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
-            }
+async fn write_loop(mut wr: AsyncWriter, outbox: Arc<Outbox>, shared: Arc<Shared>) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        outbox.ready.notified().await;
+        if shared.pending.lock().len() > 1 {
+            // Others are waiting too: let the callers the runtime has
+            // ready add their frames first, so they share this write.
+            tokio::task::yield_now().await;
         }
-        if wr.write_all(&buf).await.is_err() {
+        std::mem::swap(&mut *outbox.buf.lock(), &mut out);
+        if out.is_empty() {
+            if outbox.closed.load(Ordering::Acquire) {
+                break;
+            }
+            continue;
+        }
+        if wr.write_all(&out).await.is_err() {
             // The reader decides why the link ended: the daemon may have
             // sent a parting error (BUSY, FORBIDDEN) before closing.
+            outbox.close();
             return;
+        }
+        out.clear();
+        if out.capacity() > 1 << 20 {
+            // A large session went out: give its buffer back.
+            out = Vec::with_capacity(64 * 1024);
         }
     }
     let _ = wr.shutdown().await;
