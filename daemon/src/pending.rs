@@ -100,6 +100,12 @@ impl Pending {
                     map.remove(key);
                 }
             }
+            // A burst (a bulk load) grows the map; keep the room for the
+            // next one, not for the burst.
+            let len = map.len();
+            if map.capacity() > 4096 && len < map.capacity() / 4 {
+                map.shrink_to(len * 2);
+            }
         }
     }
 
