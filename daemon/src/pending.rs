@@ -11,6 +11,11 @@
 //! is visible, and a reader that misses here opens its read transaction
 //! after looking. Only the writer removes rows, after it saw the applier's
 //! commit (see `Writer::catch_up`).
+//!
+//! Tables nobody reads while the daemon runs (`expiry` and `by_user`, read
+//! at start to rebuild the indexes in memory) are not held: the writer
+//! cannot read them (`store::WriteOnly`), and a patch's two `expiry` rows
+//! would otherwise be two thirds of what it adds here.
 
 use std::sync::Arc;
 
@@ -49,12 +54,20 @@ struct Latest {
 #[derive(Debug)]
 pub struct Pending {
     tables: Vec<RwLock<HashMap<Bytes, Latest>>>,
+    /// By table: whether its rows are held here.
+    held: Vec<bool>,
 }
 
 impl Pending {
-    /// Table ids run from 1 to `tables`.
-    pub fn new(tables: usize) -> Self {
-        Self { tables: (0..tables).map(|_| RwLock::new(HashMap::default())).collect() }
+    /// Table ids run from 1 to `held.len()`; `held` says, by table, whether
+    /// anything reads the table while the daemon runs.
+    pub fn new(held: &[bool]) -> Self {
+        Self { tables: held.iter().map(|_| RwLock::new(HashMap::default())).collect(), held: held.to_vec() }
+    }
+
+    /// Whether rows of `table` are held here.
+    pub fn holds(&self, table: u8) -> bool {
+        self.held[usize::from(table) - 1]
     }
 
     fn table(&self, table: u8) -> &RwLock<HashMap<Bytes, Latest>> {
@@ -72,9 +85,10 @@ impl Pending {
         self.table(table).read().iter().map(|(k, latest)| (k.clone(), latest.value.clone())).collect()
     }
 
-    /// Adds the rows of frame `seq`, once it is in the log.
+    /// Adds the rows of frame `seq`, once it is in the log, of the tables
+    /// it holds.
     pub fn publish(&self, seq: u64, rows: &[Row]) {
-        for (i, table) in self.tables.iter().enumerate() {
+        for (i, table) in self.tables.iter().enumerate().filter(|(i, _)| self.held[*i]) {
             let mut rows = rows.iter().filter(|r| usize::from(r.table) == i + 1).peekable();
             if rows.peek().is_none() {
                 continue;
@@ -89,7 +103,7 @@ impl Pending {
     /// Forgets the rows frame `seq` wrote, once redb holds them visibly,
     /// unless a later frame wrote them again.
     pub fn applied(&self, seq: u64, rows: &[(u8, Bytes)]) {
-        for (i, table) in self.tables.iter().enumerate() {
+        for (i, table) in self.tables.iter().enumerate().filter(|(i, _)| self.held[*i]) {
             let mut rows = rows.iter().filter(|(t, _)| usize::from(*t) == i + 1).peekable();
             if rows.peek().is_none() {
                 continue;
@@ -129,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_row_stays_until_the_frame_that_last_wrote_it_is_applied() {
-        let pending = Pending::new(2);
+        let pending = Pending::new(&[true, true, false]);
         pending.publish(1, &[row(1, b"a", Some(b"one")), row(2, b"a", Some(b"other table"))]);
         pending.publish(2, &[row(1, b"a", None)]);
         assert_eq!(pending.get(1, b"a"), Some(None), "the later frame's removal is what readers see");
@@ -140,5 +154,8 @@ mod tests {
         assert_eq!(pending.get(2, b"a"), None, "frame 1 was the last to write it");
         pending.applied(2, &[(1, b"a"[..].into())]);
         assert!(pending.is_empty());
+        // A table nobody reads while the daemon runs is not held.
+        pending.publish(3, &[row(3, b"a", Some(b"x"))]);
+        assert!(!pending.holds(3) && pending.get(3, b"a").is_none() && pending.is_empty());
     }
 }

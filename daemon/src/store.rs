@@ -312,7 +312,7 @@ impl Store {
         // are left as zeros, not empty, so an empty log always means a lost one.
         log.reset(next_seq)?;
         let stored = db.begin_read()?.open_table(SESSIONS)?.len()?;
-        Ok((Self { db, log: Mutex::new(log), pending: Pending::new(TABLES) }, stored))
+        Ok((Self { db, log: Mutex::new(log), pending: Pending::new(&PENDING_TABLES) }, stored))
     }
 
     /// Applies the log frames the database does not hold yet, in durable
@@ -494,20 +494,21 @@ impl Store {
 /// none escapes the log.
 pub(crate) struct Logged<'t, K: Key + 'static, V: Value + 'static> {
     table: ReadOnlyTable<K, V>,
-    id: u8,
     pending: &'t Pending,
-    /// This batch's changes, by key bytes.
-    local: foldhash::HashMap<Bytes, Option<Bytes>>,
+    changes: WriteOnly<'t, K, V>,
 }
 
 impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
+    /// Its rows are read while the daemon runs, so `Pending` holds them.
+    const PENDING: bool = true;
+
     fn open(
         snapshot: &ReadTransaction,
         def: TableDefinition<'_, K, V>,
         id: u8,
         pending: &'t Pending,
     ) -> Result<Self, StoreError> {
-        Ok(Self { table: snapshot.open_table(def)?, id, pending, local: foldhash::HashMap::default() })
+        Ok(Self { table: snapshot.open_table(def)?, pending, changes: WriteOnly::open(snapshot, def, id, pending)? })
     }
 
     /// The row under `key`, as of this point in the batch, passed to `f`.
@@ -518,10 +519,10 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
     ) -> Result<Option<R>, StoreError> {
         let key = key.borrow();
         let bytes = K::as_bytes(key);
-        if let Some(value) = self.local.get(bytes.as_ref()) {
+        if let Some(value) = self.changes.local.get(bytes.as_ref()) {
             return Ok(value.as_deref().map(|v| f(V::from_bytes(v))));
         }
-        if let Some(value) = self.pending.get(self.id, bytes.as_ref()) {
+        if let Some(value) = self.pending.get(self.changes.id, bytes.as_ref()) {
             return Ok(value.as_deref().map(|v| f(V::from_bytes(v))));
         }
         Ok(self.table.get(key)?.map(|guard| f(guard.value())))
@@ -529,6 +530,79 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
 
     pub fn contains<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, StoreError> {
         Ok(self.get(key, |_| ())?.is_some())
+    }
+
+    pub fn insert<'k, 'v>(&mut self, key: impl Borrow<K::SelfType<'k>>, value: impl Borrow<V::SelfType<'v>>) {
+        self.changes.insert(key, value);
+    }
+
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) {
+        self.changes.remove(key);
+    }
+
+    /// The keys (as bytes, for [`Logged::remove_bytes`]) of every row for
+    /// which `keep` holds, as of this point in the batch. It reads the whole
+    /// table: for periodic purges, never for a request.
+    pub fn matching(
+        &self,
+        mut keep: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> bool,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let pending: HashMap<Bytes, Option<Bytes>> = self.pending.rows(self.changes.id).into_iter().collect();
+        let local = &self.changes.local;
+        let mut out = Vec::new();
+        for row in self.table.iter()? {
+            let (key, value) = row?;
+            let bytes = K::as_bytes(&key.value()).as_ref().to_vec();
+            if !local.contains_key(&bytes[..]) && !pending.contains_key(&bytes[..]) && keep(key.value(), value.value())
+            {
+                out.push(bytes);
+            }
+        }
+        for (key, value) in &pending {
+            if let (false, Some(value)) = (local.contains_key(&key[..]), value) {
+                if keep(K::from_bytes(key), V::from_bytes(value)) {
+                    out.push(key.to_vec());
+                }
+            }
+        }
+        for (key, value) in local {
+            if value.as_deref().is_some_and(|v| keep(K::from_bytes(key), V::from_bytes(v))) {
+                out.push(key.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove_bytes(&mut self, key: Vec<u8>) {
+        self.changes.local.insert(key.into(), None);
+    }
+
+    fn take_rows(&mut self, rows: &mut Vec<Row>) {
+        self.changes.take_rows(rows);
+    }
+}
+
+/// A table the writer changes but never reads while the daemon runs: read
+/// at start, to rebuild an index in memory, and by the offline tools. A
+/// batch cannot read it, so `Pending` need not hold its rows; they go to
+/// the log and redb only.
+pub(crate) struct WriteOnly<'t, K: Key + 'static, V: Value + 'static> {
+    id: u8,
+    /// This batch's changes, by key bytes.
+    local: foldhash::HashMap<Bytes, Option<Bytes>>,
+    _rows: std::marker::PhantomData<(&'t Pending, K, V)>,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> WriteOnly<'t, K, V> {
+    const PENDING: bool = false;
+
+    fn open(
+        _snapshot: &ReadTransaction,
+        _def: TableDefinition<'_, K, V>,
+        id: u8,
+        _pending: &'t Pending,
+    ) -> Result<Self, StoreError> {
+        Ok(Self { id, local: foldhash::HashMap::default(), _rows: std::marker::PhantomData })
     }
 
     pub fn insert<'k, 'v>(&mut self, key: impl Borrow<K::SelfType<'k>>, value: impl Borrow<V::SelfType<'v>>) {
@@ -540,44 +614,6 @@ impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
     /// too, and replays as nothing.
     pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) {
         self.local.insert(K::as_bytes(key.borrow()).as_ref().into(), None);
-    }
-
-    /// The keys (as bytes, for [`Logged::remove_bytes`]) of every row for
-    /// which `keep` holds, as of this point in the batch. It reads the whole
-    /// table: for periodic purges, never for a request.
-    pub fn matching(
-        &self,
-        mut keep: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> bool,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let pending: HashMap<Bytes, Option<Bytes>> = self.pending.rows(self.id).into_iter().collect();
-        let mut out = Vec::new();
-        for row in self.table.iter()? {
-            let (key, value) = row?;
-            let bytes = K::as_bytes(&key.value()).as_ref().to_vec();
-            if !self.local.contains_key(&bytes[..])
-                && !pending.contains_key(&bytes[..])
-                && keep(key.value(), value.value())
-            {
-                out.push(bytes);
-            }
-        }
-        for (key, value) in &pending {
-            if let (false, Some(value)) = (self.local.contains_key(&key[..]), value) {
-                if keep(K::from_bytes(key), V::from_bytes(value)) {
-                    out.push(key.to_vec());
-                }
-            }
-        }
-        for (key, value) in &self.local {
-            if value.as_deref().is_some_and(|v| keep(K::from_bytes(key), V::from_bytes(v))) {
-                out.push(key.to_vec());
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn remove_bytes(&mut self, key: Vec<u8>) {
-        self.local.insert(key.into(), None);
     }
 
     fn take_rows(&mut self, rows: &mut Vec<Row>) {
@@ -610,10 +646,12 @@ fn apply_row<K: Key + 'static, V: Value + 'static>(
 }
 
 /// Every table the writer changes, each once: its definition, its field in
-/// [`Tables`] and [`RowWriter`], and its id in log entries (part of the log
-/// format: never renumbered or reused). A new table is one line here.
+/// [`Tables`] and [`RowWriter`], its id in log entries (part of the log
+/// format: never renumbered or reused), and how a batch sees it: [`Logged`]
+/// if anything reads it while the daemon runs, else [`WriteOnly`]. A new
+/// table is one line here.
 macro_rules! writer_tables {
-    ($($(#[$doc:meta])* $field:ident: $def:ident = $id:literal, $name:literal, $k:ty => $v:ty;)*) => {
+    ($($(#[$doc:meta])* $field:ident: $def:ident = $id:literal, $name:literal, $kind:ident<$k:ty => $v:ty>;)*) => {
         $($(#[$doc])* pub const $def: TableDefinition<'static, $k, $v> = TableDefinition::new($name);)*
 
         /// Table ids in log entries.
@@ -624,14 +662,17 @@ macro_rules! writer_tables {
         /// How many tables the writer changes; their ids run from 1.
         pub const TABLES: usize = [$($id),*].len();
 
+        /// By table id, from 1: whether `Pending` holds its rows.
+        pub const PENDING_TABLES: [bool; TABLES] = [$(<$kind<'static, $k, $v>>::PENDING),*];
+
         /// The tables the writer changes, as one batch sees them.
         pub(crate) struct Tables<'t> {
-            $(pub $field: Logged<'t, $k, $v>,)*
+            $(pub $field: $kind<'t, $k, $v>,)*
         }
 
         impl<'t> Tables<'t> {
             pub fn open(snapshot: &ReadTransaction, pending: &'t Pending) -> Result<Self, StoreError> {
-                Ok(Self { $($field: Logged::open(snapshot, $def, $id, pending)?,)* })
+                Ok(Self { $($field: $kind::open(snapshot, $def, $id, pending)?,)* })
             }
 
             /// Every row this batch put or removed: the payload of one log
@@ -665,20 +706,20 @@ macro_rules! writer_tables {
 }
 
 writer_tables! {
-    sessions: SESSIONS = 1, "sessions", [u8; 32] => &'static [u8];
+    sessions: SESSIONS = 1, "sessions", Logged<[u8; 32] => &'static [u8]>;
     /// (expires_at_ms, session key) -> last_active_ms, for every stored
     /// session: the TTL index is rebuilt from it without reading records.
-    expiry: EXPIRY = 2, "expiry", (u64, [u8; 32]) => u64;
+    expiry: EXPIRY = 2, "expiry", WriteOnly<(u64, [u8; 32]) => u64>;
     /// (user id, session key) for every session with an owner.
-    by_user: BY_USER = 3, "by_user", (&'static str, [u8; 32]) => ();
+    by_user: BY_USER = 3, "by_user", WriteOnly<(&'static str, [u8; 32]) => ()>;
     /// Public handle -> session key.
-    handles: HANDLES = 4, "handles", [u8; 12] => [u8; 32];
+    handles: HANDLES = 4, "handles", Logged<[u8; 12] => [u8; 32]>;
     /// Another key of a session (given by a transfer) -> the session's own key.
-    aliases: ALIASES = 5, "aliases", [u8; 32] => [u8; 32];
+    aliases: ALIASES = 5, "aliases", Logged<[u8; 32] => [u8; 32]>;
     /// (expires_at_ms, nonce) of every redeemed transfer token: the replay guard.
-    consumed: CONSUMED = 6, "consumed_tokens", (u64, [u8; 24]) => ();
+    consumed: CONSUMED = 6, "consumed_tokens", Logged<(u64, [u8; 24]) => ()>;
     /// User id -> epoch; sealed cookies of an older epoch are revoked.
-    user_epoch: USER_EPOCH = 7, "user_epoch", &'static str => u32;
+    user_epoch: USER_EPOCH = 7, "user_epoch", Logged<&'static str => u32>;
     /// Revoked sealed-cookie session ids -> when the cookie would have expired.
-    denied: DENIED = 8, "denied_cookies", [u8; 16] => u64;
+    denied: DENIED = 8, "denied_cookies", Logged<[u8; 16] => u64>;
 }

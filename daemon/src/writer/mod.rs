@@ -705,9 +705,11 @@ impl WriterThread {
         // a batch that logged nothing pins nothing.
         let generation = seq.unwrap_or(self.seen_applied).max(1);
         if let Some(seq) = seq {
-            self.store.pending().publish(seq, &changes.rows);
-            let bytes = changes.rows.iter().map(crate::pending::Row::bytes).sum();
-            let keys = changes.rows.iter().map(|r| (r.table, r.key.clone())).collect();
+            let pending = self.store.pending();
+            pending.publish(seq, &changes.rows);
+            let held = || changes.rows.iter().filter(|r| pending.holds(r.table));
+            let bytes = held().map(crate::pending::Row::bytes).sum();
+            let keys = held().map(|r| (r.table, r.key.clone())).collect();
             self.unapplied.push_back(Unapplied { seq, rows: keys, bytes });
             self.pending_bytes += bytes;
             self.send_applier(ApplyMsg::Rows { seq, rows: changes.rows });
