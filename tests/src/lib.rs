@@ -24,10 +24,16 @@ fn bin_dir() -> PathBuf {
 }
 
 /// Path of a workspace binary, built once per test process so a test never
-/// runs a stale one.
+/// runs a stale one, unless `SESSIOND_BINS_BUILT` says the caller built them
+/// (`tests/run-all` does, with the whole workspace's features: a build of
+/// just these packages resolves features differently and compiles a second
+/// copy of most dependencies, minutes on a fresh machine).
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        if std::env::var_os("SESSIOND_BINS_BUILT").is_some() {
+            return;
+        }
         let release = bin_dir().ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
