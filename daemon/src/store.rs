@@ -596,6 +596,8 @@ pub(crate) struct WriteOnly<'t, K: Key + 'static, V: Value + 'static> {
 impl<'t, K: Key + 'static, V: Value + 'static> WriteOnly<'t, K, V> {
     const PENDING: bool = false;
 
+    /// Takes what `Logged::open` takes, so `writer_tables!` opens every
+    /// table alike; it needs none of it but the id.
     fn open(
         _snapshot: &ReadTransaction,
         _def: TableDefinition<'_, K, V>,
